@@ -1,0 +1,1 @@
+"""Format work: Hugging Face safetensors -> GGUF, llama.cpp quantization, parity checks. No UI."""

@@ -1,0 +1,1 @@
+"""RL fine-tuning the way QwQ was made: verifiers, a sandboxed code server, GRPO stages, re-export."""
