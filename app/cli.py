@@ -56,7 +56,22 @@ _register_subcommands()
 
 
 def main() -> None:
-    cli()
+    """Run the CLI; a `UserError` becomes one red line on stderr and a non-zero exit, no traceback."""
+    from app.errors import UserError
+
+    try:
+        cli()
+    except UserError as exc:
+        _print_error(str(exc))
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+def _print_error(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", markup=True)
 
 
 if __name__ == "__main__":

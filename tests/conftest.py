@@ -40,7 +40,9 @@ def cached_build(name: str, build: Callable[[Path], None]) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def isolated_state(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Every test gets its own config/data/cache/log dirs; the user's real ones are never touched."""
     base = tmp_path_factory.mktemp("state")
     for var, sub in (
