@@ -43,6 +43,9 @@ class Engine(Protocol):
     """What the session needs from a backend."""
 
     name: str
+    # Set by `stream()` before its first chunk: True when the rendered prompt already opened the
+    # reasoning (QwQ's template ends with "<think>\n"), so the output starts inside it.
+    prompt_opens_reasoning: bool
 
     def stream(
         self,
