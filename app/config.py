@@ -94,7 +94,7 @@ class OpenAISettings(_Strict):
     timeout_s: float = Field(600.0, gt=0)
 
 
-_toml_source: ContextVar[dict[str, Any]] = ContextVar("_toml_source", default={})
+_toml_source: ContextVar[dict[str, Any] | None] = ContextVar("_toml_source", default=None)
 
 
 class _TomlDict(PydanticBaseSettingsSource):
@@ -104,7 +104,7 @@ class _TomlDict(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_toml_source.get())
+        return dict(_toml_source.get() or {})
 
 
 class Settings(BaseSettings):

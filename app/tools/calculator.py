@@ -30,12 +30,14 @@ _CONSTANTS: dict[str, Any] = {
 
 _FUNCTIONS: dict[str, Any] = {
     name: getattr(sympy, name)
-    for name in (
-        "sqrt cbrt root exp log ln sin cos tan asin acos atan atan2 sinh cosh tanh floor ceiling "
-        "Abs factorial binomial gcd lcm isprime factorint divisors totient mod_inverse Rational "
-        "simplify expand factor N nsimplify diff integrate limit solve summation product Min Max "
-        "re im conjugate arg prime nextprime"
-    ).split()
+    for name in [
+        *("sqrt", "cbrt", "root", "exp", "log", "sin", "cos", "tan", "asin", "acos", "atan"),
+        *("atan2", "sinh", "cosh", "tanh", "floor", "ceiling", "Abs", "factorial", "binomial"),
+        *("gcd", "lcm", "isprime", "factorint", "divisors", "totient", "mod_inverse", "Rational"),
+        *("simplify", "expand", "factor", "N", "nsimplify", "diff", "integrate", "limit", "solve"),
+        *("summation", "product", "Min", "Max", "re", "im", "conjugate", "arg", "prime"),
+        "nextprime",
+    ]
     if hasattr(sympy, name)
 }
 _FUNCTIONS.update({"abs": sympy.Abs, "ceil": sympy.ceiling, "min": sympy.Min, "max": sympy.Max})
