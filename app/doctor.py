@@ -1,0 +1,524 @@
+"""`qwq-chat doctor`: is this install able to run QwQ-32B well, and if not, what exactly to fix.
+
+The most common failure of llama-cpp-python installs is silent: a GPU in the machine and a CPU-only
+build of llama.cpp, so a 32B model crawls. The doctor looks at the Python, the llama.cpp build
+(backends, GPU offload), the GPUs (nvidia-smi, Apple Silicon), RAM, the model files and the configured
+model, and prints one line per check plus the command that fixes each problem.
+
+Exit status: 0 when nothing is broken (warnings allowed, e.g. no model downloaded yet), 1 when a check
+failed (llama-cpp-python missing or broken, a GPU that the build cannot use, a configured model that
+does not exist, an invalid config). `--json` prints the same report as one JSON object.
+
+Only the standard library is imported at module level: `register` runs on every `qwq-chat` start.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+
+Status = Literal["ok", "warn", "fail", "info"]
+
+MIN_PYTHON = (3, 11)
+GIB = 1024**3
+
+
+@dataclass
+class Check:
+    """One line of the report; `fix` is the command or step that resolves a warn/fail."""
+
+    name: str
+    status: Status
+    summary: str
+    fix: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Gpu:
+    name: str
+    memory_total_mib: int | None
+    memory_free_mib: int | None
+    driver: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Probes: each looks at one thing and never raises.
+# ---------------------------------------------------------------------------------------------
+
+
+def check_python() -> Check:
+    version = platform.python_version()
+    frozen = bool(getattr(sys, "frozen", False))
+    details = {"version": version, "executable": sys.executable, "frozen": frozen}
+    if sys.version_info < MIN_PYTHON:
+        return Check(
+            "python",
+            "fail",
+            f"Python {version} is too old",
+            fix="Install Python 3.11 or newer and reinstall qwq-chat with it.",
+            details=details,
+        )
+    where = "standalone binary" if frozen else sys.executable
+    return Check("python", "ok", f"Python {version} ({where})", details=details)
+
+
+def parse_system_info(info: str) -> list[str]:
+    """Backend names from llama.cpp's system info, e.g. 'CUDA : ARCHS = 890 | CPU : AVX2 = 1 |'."""
+    backends: list[str] = []
+    for part in info.split("|"):
+        if " : " in part:
+            name = part.split(" : ", 1)[0].strip()
+            if name and name not in backends:
+                backends.append(name)
+    return backends
+
+
+def backends_from_libs(lib_dir: Path) -> list[str]:
+    """Backends llama-cpp-python was built with, from its shared libraries (libggml-cuda.so...)."""
+    known = {
+        "cuda": "CUDA",
+        "metal": "Metal",
+        "vulkan": "Vulkan",
+        "hip": "HIP",
+        "sycl": "SYCL",
+        "blas": "BLAS",
+        "cpu": "CPU",
+    }
+    found = []
+    if lib_dir.is_dir():
+        for path in sorted(lib_dir.iterdir()):
+            stem = path.name.removeprefix("lib").split(".")[0]
+            if stem.startswith("ggml-") and stem[5:] in known and known[stem[5:]] not in found:
+                found.append(known[stem[5:]])
+    return found
+
+
+def llama_cpp_info() -> dict[str, Any]:
+    """Version, GPU offload flag and backends of the installed llama-cpp-python (import errors kept)."""
+    try:
+        import llama_cpp
+    except Exception as exc:  # ImportError, or OSError from a broken shared library
+        return {"installed": False, "error": f"{type(exc).__name__}: {exc}"}
+    info: dict[str, Any] = {"installed": True, "version": getattr(llama_cpp, "__version__", "?")}
+    try:
+        info["gpu_offload"] = bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception as exc:
+        info["gpu_offload"] = False
+        info["error"] = f"llama_supports_gpu_offload failed: {exc}"
+    try:
+        raw = llama_cpp.llama_print_system_info()
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    except Exception:
+        text = ""
+    backends = parse_system_info(text)
+    for name in backends_from_libs(Path(llama_cpp.__file__).parent / "lib"):
+        if name not in backends:
+            backends.append(name)
+    info["backends"] = backends or ["CPU"]
+    info["system_info"] = text.strip()
+    return info
+
+
+NVIDIA_SMI_QUERY = [
+    "--query-gpu=name,memory.total,memory.free,driver_version",
+    "--format=csv,noheader,nounits",
+]
+
+
+def parse_nvidia_smi(output: str) -> list[Gpu]:
+    """Rows of `nvidia-smi --query-gpu=name,memory.total,memory.free,driver_version` (csv, nounits)."""
+
+    def mib(text: str) -> int | None:
+        try:
+            return int(float(text))
+        except ValueError:  # "[N/A]" on some boards
+            return None
+
+    gpus = []
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) >= 3 and cells[0]:
+            driver = cells[3] if len(cells) > 3 else None
+            gpus.append(Gpu(cells[0], mib(cells[1]), mib(cells[2]), driver))
+    return gpus
+
+
+def nvidia_gpus() -> tuple[list[Gpu], str | None]:
+    """GPUs nvidia-smi reports, and an error text when it is present but fails."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return [], None
+    try:
+        done = subprocess.run(
+            [exe, *NVIDIA_SMI_QUERY], capture_output=True, text=True, timeout=20, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return [], f"nvidia-smi could not run: {exc}"
+    if done.returncode != 0:
+        message = (done.stderr or done.stdout).strip().splitlines()
+        return [], f"nvidia-smi failed: {message[0] if message else f'exit {done.returncode}'}"
+    return parse_nvidia_smi(done.stdout), None
+
+
+def is_apple_silicon() -> bool:
+    return platform.system() == "Darwin" and platform.machine() == "arm64"
+
+
+def memory_bytes() -> tuple[int | None, int | None]:
+    """(total, available) RAM in bytes, from psutil when installed, else the OS."""
+    try:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return int(vm.total), int(vm.available)
+    except ImportError:
+        pass
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        values = {}
+        for line in meminfo.read_text().splitlines():
+            key, _, rest = line.partition(":")
+            parts = rest.split()
+            if parts and parts[0].isdigit():
+                values[key] = int(parts[0]) * 1024
+        return values.get("MemTotal"), values.get("MemAvailable")
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), None
+    except (ValueError, OSError, AttributeError):
+        return None, None
+
+
+def reinstall_command(backend: str, version: str | None) -> str:
+    """The exact command that rebuilds llama-cpp-python for `backend` ("cuda" or "metal") here."""
+    flag = {"cuda": "-DGGML_CUDA=on", "metal": "-DGGML_METAL=on"}[backend]
+    package = f"llama-cpp-python=={version}" if version and version != "?" else "llama-cpp-python"
+    python = sys.executable
+    has_pip = _has_pip()
+    if os.name == "nt":
+        installer = (
+            f'& "{python}" -m pip install' if has_pip else f'uv pip install --python "{python}"'
+        )
+        return (
+            f'$env:CMAKE_ARGS="{flag}"; {installer} --force-reinstall --no-deps '
+            f'--no-cache-dir "{package}"'
+        )
+    installer = (
+        f"{shlex.quote(python)} -m pip install"
+        if has_pip
+        else f"uv pip install --python {shlex.quote(python)}"
+    )
+    return (
+        f'CMAKE_ARGS="{flag}" {installer} --force-reinstall --no-deps --no-cache-dir '
+        f"{shlex.quote(package)}"
+    )
+
+
+def _has_pip() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("pip") is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks built from the probes.
+# ---------------------------------------------------------------------------------------------
+
+
+def check_llama(info: dict[str, Any]) -> Check:
+    if not info.get("installed"):
+        return Check(
+            "llama-cpp-python",
+            "fail",
+            f"llama-cpp-python cannot be imported ({info.get('error')})",
+            fix="Reinstall it: packaging/install.sh (or `pip install --force-reinstall "
+            "llama-cpp-python`), then run `qwq-chat doctor` again.",
+            details=info,
+        )
+    offload = "GPU offload" if info.get("gpu_offload") else "no GPU offload"
+    backends = ", ".join(info.get("backends", []))
+    return Check(
+        "llama-cpp-python",
+        "ok",
+        f"llama-cpp-python {info['version']}: backends {backends}; {offload}",
+        details=info,
+    )
+
+
+def check_gpu(gpus: list[Gpu], smi_error: str | None, llama: dict[str, Any]) -> Check:
+    """Compare the GPUs the machine has with what the llama.cpp build can use."""
+    offload = bool(llama.get("gpu_offload"))
+    version = llama.get("version")
+    frozen = bool(getattr(sys, "frozen", False))
+    details: dict[str, Any] = {"nvidia": [asdict(g) for g in gpus], "apple_silicon": False}
+    if gpus:
+        names = "; ".join(
+            f"{g.name} ({_gib(g.memory_total_mib, 'MiB')} VRAM, "
+            f"{_gib(g.memory_free_mib, 'MiB')} free)"
+            for g in gpus
+        )
+        if offload or not llama.get("installed"):
+            return Check("gpu", "ok", f"NVIDIA: {names}", details=details)
+        fix = reinstall_command("cuda", version)
+        if shutil.which("nvcc") is None:
+            fix = (
+                "Install the CUDA toolkit (nvcc on PATH; https://developer.nvidia.com/cuda-downloads), "
+                f"then: {fix}"
+            )
+        if frozen:
+            fix = (
+                "The standalone binary is CPU-only; install with packaging/install.sh for GPU "
+                "offload."
+            )
+        return Check(
+            "gpu",
+            "fail",
+            f"NVIDIA: {names}, but this llama-cpp-python build is CPU-only",
+            fix=fix,
+            details=details,
+        )
+    if is_apple_silicon():
+        details["apple_silicon"] = True
+        if offload or not llama.get("installed"):
+            return Check("gpu", "ok", "Apple Silicon GPU (Metal, unified memory)", details=details)
+        return Check(
+            "gpu",
+            "fail",
+            "Apple Silicon GPU, but this llama-cpp-python build has no Metal support",
+            fix=reinstall_command("metal", version),
+            details=details,
+        )
+    if smi_error:
+        return Check(
+            "gpu",
+            "warn",
+            smi_error,
+            fix="Check the NVIDIA driver (`nvidia-smi` must list the GPU).",
+            details=details,
+        )
+    status: Status = "info"
+    summary = "no GPU found: llama.cpp runs on the CPU (slow for a 32B model)"
+    if offload:
+        summary = "no NVIDIA/Apple GPU found by nvidia-smi; the build supports GPU offload"
+    return Check("gpu", status, summary, details=details)
+
+
+def check_memory(total: int | None, available: int | None) -> Check:
+    if total is None:
+        return Check("ram", "info", "RAM size unknown")
+    text = f"{total / GIB:.1f} GiB total"
+    if available is not None:
+        text += f", {available / GIB:.1f} GiB available"
+    return Check("ram", "ok", text, details={"total": total, "available": available})
+
+
+def gguf_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.gguf") if p.is_file()) if root.is_dir() else []
+
+
+def is_gguf(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(4) == b"GGUF"
+    except OSError:
+        return False
+
+
+def check_models(models_dir: Path) -> Check:
+    files = gguf_files(models_dir)
+    listed = [{"path": str(p), "size": p.stat().st_size, "valid": is_gguf(p)} for p in files]
+    details = {"models_dir": str(models_dir), "files": listed}
+    if not files:
+        return Check(
+            "models",
+            "warn",
+            f"no GGUF models in {models_dir}",
+            fix="qwq-chat models pull Qwen/QwQ-32B-GGUF --quant Q4_K_M  (or pass --model PATH.gguf)",
+            details=details,
+        )
+    broken = [item["path"] for item in listed if not item["valid"]]
+    names = ", ".join(f"{Path(i['path']).name} ({i['size'] / GIB:.2f} GiB)" for i in listed)
+    if broken:
+        return Check(
+            "models",
+            "warn",
+            f"not GGUF files (broken or partial downloads): {', '.join(broken)}",
+            fix="Delete them and pull again: qwq-chat models pull REPO --quant Q4_K_M",
+            details=details,
+        )
+    return Check("models", "ok", f"{len(files)} in {models_dir}: {names}", details=details)
+
+
+def check_configured_model(ram_total: int | None, gpus: list[Gpu]) -> Check:
+    """The model the config (file or QWQ_CHAT_MODEL) names: does it exist, and does it fit?"""
+    from app.config import default_config_path, load_settings
+    from app.errors import UserError
+
+    try:
+        settings = load_settings()
+    except UserError as exc:
+        return Check(
+            "config",
+            "fail",
+            str(exc),
+            fix=f"Edit {default_config_path()} (see assets/default_config.toml).",
+        )
+    model = settings.model
+    details: dict[str, Any] = {"model": model, "backend": settings.backend}
+    if not model:
+        return Check(
+            "config",
+            "info",
+            f"no model configured: pass --model, or set `model = ...` in {default_config_path()}",
+            details=details,
+        )
+    if settings.backend == "openai":
+        return Check(
+            "config", "ok", f"remote model {model!r} at {settings.base_url}", details=details
+        )
+    path = Path(model).expanduser()
+    if path.exists():
+        size = _path_size(path)
+        details["size"] = size
+        return _fit_check(path, size, ram_total, gpus, details)
+    if _looks_like_path(model):
+        return Check(
+            "config",
+            "fail",
+            f"configured model {model} does not exist",
+            fix=f"Fix `model` in {default_config_path()} or QWQ_CHAT_MODEL, or pull one: "
+            "qwq-chat models pull Qwen/QwQ-32B-GGUF --quant Q4_K_M",
+            details=details,
+        )
+    return Check(
+        "config",
+        "info",
+        f"configured model {model} is a Hub repo; it is fetched on first use",
+        details=details,
+    )
+
+
+def _fit_check(
+    path: Path, size: int, ram_total: int | None, gpus: list[Gpu], details: dict[str, Any]
+) -> Check:
+    vram = sum((g.memory_total_mib or 0) * 1024 * 1024 for g in gpus)
+    text = f"configured model {path} ({size / GIB:.2f} GiB)"
+    if ram_total is not None and size > ram_total + vram:
+        return Check(
+            "config",
+            "warn",
+            f"{text} is larger than RAM + VRAM ({(ram_total + vram) / GIB:.1f} GiB)",
+            fix="Use a smaller quantization (e.g. Q4_K_M, Q3_K_M) or a machine with more memory.",
+            details=details,
+        )
+    if gpus and size > vram:
+        text += f"; it will be split between VRAM ({vram / GIB:.1f} GiB) and RAM"
+    return Check("config", "ok", text, details=details)
+
+
+def _looks_like_path(model: str) -> bool:
+    return (
+        model.endswith(".gguf") or model.startswith(("/", ".", "~")) or os.sep in model.strip("/")
+    )
+
+
+def _path_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def check_sandbox() -> Check:
+    """The RL code server sandboxes programs with bubblewrap (Linux only)."""
+    if platform.system() != "Linux":
+        return Check("sandbox", "info", "bubblewrap sandbox is Linux-only (RL code server)")
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return Check(
+            "sandbox",
+            "warn",
+            "bubblewrap (bwrap) not found: `qwq-chat sandbox serve` cannot isolate code",
+            fix="sudo apt-get install bubblewrap  (or your distribution's package)",
+        )
+    return Check("sandbox", "ok", f"bubblewrap at {exe}")
+
+
+def _gib(value: int | None, unit: str) -> str:
+    if value is None:
+        return "?"
+    scale = 1024 if unit == "MiB" else GIB
+    return f"{value / scale:.1f} GiB"
+
+
+def run_checks() -> list[Check]:
+    """All checks, in the order they are printed."""
+    from app import __version__, paths
+
+    llama = llama_cpp_info()
+    gpus, smi_error = nvidia_gpus()
+    total, available = memory_bytes()
+    return [
+        Check("qwq-chat", "ok", f"qwq-chat {__version__}", details={"version": __version__}),
+        check_python(),
+        check_llama(llama),
+        check_gpu(gpus, smi_error, llama),
+        check_memory(total, available),
+        check_models(paths.models_dir()),
+        check_configured_model(total, gpus),
+        check_sandbox(),
+    ]
+
+
+def report_json(checks: list[Check]) -> dict[str, Any]:
+    return {
+        "ok": not any(c.status == "fail" for c in checks),
+        "checks": [asdict(c) for c in checks],
+    }
+
+
+def print_report(checks: list[Check]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(highlight=False, soft_wrap=True)
+    style = {"ok": "green", "warn": "yellow", "fail": "bold red", "info": "cyan"}
+    for c in checks:
+        console.print(
+            f"[{style[c.status]}]{c.status.upper():>4}[/] {c.name:<16} {escape(c.summary)}"
+        )
+        if c.fix and c.status in ("warn", "fail"):
+            console.print(f"     {'':<16} [bold]fix:[/] {escape(c.fix)}")
+    failed = [c.name for c in checks if c.status == "fail"]
+    if failed:
+        console.print(f"[bold red]{len(failed)} problem(s): {', '.join(failed)}[/]")
+    else:
+        console.print("[green]No problems found.[/]")
+
+
+def register(cli: typer.Typer) -> None:
+    @cli.command()
+    def doctor(
+        as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object."),
+    ) -> None:
+        """Check Python, the llama.cpp build (GPU offload), GPUs, RAM and models; say what to fix.
+
+        Exits 1 when something is broken, 0 otherwise (warnings included).
+        """
+        import json
+
+        checks = run_checks()
+        if as_json:
+            typer.echo(json.dumps(report_json(checks), indent=2))
+        else:
+            print_report(checks)
+        if any(c.status == "fail" for c in checks):
+            raise typer.Exit(1)

@@ -1,0 +1,176 @@
+"""`qwq-chat doctor` run as a real subprocess against this machine's real llama-cpp-python build.
+
+The GPU cases put a stand-in `nvidia-smi` on PATH (this machine has no GPU): the doctor must then
+notice that the installed llama.cpp build cannot use it and print the exact reinstall command.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import llama_cpp
+import pytest
+
+from app import __version__, paths
+from app.doctor import (
+    backends_from_libs,
+    parse_nvidia_smi,
+    parse_system_info,
+    reinstall_command,
+)
+
+CPU_ONLY = not llama_cpp.llama_supports_gpu_offload()
+
+
+def run_doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", "doctor", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def doctor_json(env: dict[str, str] | None = None) -> tuple[int, dict]:
+    done = run_doctor("--json", env=env)
+    assert done.stdout.strip(), done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def by_name(report: dict) -> dict[str, dict]:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def fake_tool(bin_dir: Path, name: str, script: str) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def test_doctor_reports_this_install(isolated_state: Path) -> None:
+    code, report = doctor_json()
+    checks = by_name(report)
+    assert code == 0 and report["ok"] is True
+    assert checks["qwq-chat"]["details"]["version"] == __version__
+    llama = checks["llama-cpp-python"]
+    assert llama["status"] == "ok"
+    assert llama["details"]["version"] == importlib.metadata.version("llama-cpp-python")
+    assert llama["details"]["gpu_offload"] is (not CPU_ONLY)
+    assert "CPU" in llama["details"]["backends"]
+    assert checks["python"]["details"]["version"].startswith(f"{sys.version_info[0]}.")
+    assert checks["ram"]["details"]["total"] > 0
+    # A fresh state dir has no models yet: a warning with the pull command, not a failure.
+    assert checks["models"]["status"] == "warn"
+    assert "models pull" in checks["models"]["fix"]
+    assert checks["config"]["details"]["model"] is None
+
+
+def test_doctor_lists_model_files_and_flags_broken_ones(
+    isolated_state: Path, smollm_gguf: Path
+) -> None:
+    models = paths.models_dir()
+    (models / "smol").mkdir()
+    (models / "smol" / "smol.gguf").symlink_to(smollm_gguf)
+    _, report = doctor_json()
+    listed = by_name(report)["models"]
+    assert listed["status"] == "ok"
+    assert [Path(f["path"]).name for f in listed["details"]["files"]] == ["smol.gguf"]
+    assert listed["details"]["files"][0]["size"] == smollm_gguf.stat().st_size
+
+    (models / "partial.gguf").write_bytes(b"<html>not a model</html>")
+    code, report = doctor_json()
+    listed = by_name(report)["models"]
+    assert code == 0
+    assert listed["status"] == "warn" and "partial.gguf" in listed["summary"]
+
+
+def test_doctor_checks_configured_model(isolated_state: Path, smollm_gguf: Path) -> None:
+    code, report = doctor_json({"QWQ_CHAT_MODEL": str(smollm_gguf)})
+    config = by_name(report)["config"]
+    assert code == 0 and config["status"] == "ok"
+    assert config["details"]["size"] == smollm_gguf.stat().st_size
+
+    missing = isolated_state / "nowhere" / "QwQ-32B-Q4_K_M.gguf"
+    code, report = doctor_json({"QWQ_CHAT_MODEL": str(missing)})
+    config = by_name(report)["config"]
+    assert code == 1 and report["ok"] is False
+    assert config["status"] == "fail" and str(missing) in config["summary"]
+
+
+def test_doctor_fails_on_invalid_config(isolated_state: Path) -> None:
+    (paths.config_dir() / "config.toml").write_text("n_ctx = [not toml\n")
+    code, report = doctor_json()
+    config = by_name(report)["config"]
+    assert code == 1
+    assert config["status"] == "fail" and "config.toml" in config["fix"]
+
+
+@pytest.mark.skipif(not CPU_ONLY, reason="this llama-cpp-python build already has GPU offload")
+def test_doctor_gpu_with_cpu_only_build_gives_reinstall_command(isolated_state: Path) -> None:
+    bin_dir = isolated_state / "fakebin"
+    fake_tool(bin_dir, "nvidia-smi", 'echo "NVIDIA H100 80GB HBM3, 81559, 80000, 580.65.06"\n')
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    code, report = doctor_json(env)
+    gpu = by_name(report)["gpu"]
+    assert code == 1
+    assert gpu["status"] == "fail" and "CPU-only" in gpu["summary"]
+    assert gpu["details"]["nvidia"][0]["name"] == "NVIDIA H100 80GB HBM3"
+    version = importlib.metadata.version("llama-cpp-python")
+    assert 'CMAKE_ARGS="-DGGML_CUDA=on"' in gpu["fix"]
+    assert f"llama-cpp-python=={version}" in gpu["fix"]
+    assert sys.executable in gpu["fix"] and "--force-reinstall" in gpu["fix"]
+
+    # The human-readable report shows the same problem and fix, and also exits 1.
+    done = run_doctor(env=env)
+    assert done.returncode == 1
+    assert "FAIL gpu" in done.stdout and "fix:" in done.stdout
+    assert "1 problem(s): gpu" in done.stdout
+
+
+def test_doctor_reports_a_failing_nvidia_smi(isolated_state: Path) -> None:
+    bin_dir = isolated_state / "fakebin"
+    fake_tool(
+        bin_dir,
+        "nvidia-smi",
+        'echo "NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver." >&2\nexit 9\n',
+    )
+    code, report = doctor_json({"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    gpu = by_name(report)["gpu"]
+    assert code == 0
+    assert gpu["status"] == "warn" and "could not communicate" in gpu["summary"]
+
+
+def test_parse_nvidia_smi_rows() -> None:
+    out = "NVIDIA GeForce RTX 4090, 24564, 23012, 550.54.14\nTesla T4, [N/A], [N/A], 535.1\n"
+    gpus = parse_nvidia_smi(out)
+    assert [g.name for g in gpus] == ["NVIDIA GeForce RTX 4090", "Tesla T4"]
+    assert (gpus[0].memory_total_mib, gpus[0].memory_free_mib) == (24564, 23012)
+    assert gpus[1].memory_total_mib is None and gpus[1].driver == "535.1"
+
+
+def test_backend_detection_from_system_info_and_libs(tmp_path: Path) -> None:
+    info = "CUDA : ARCHS = 890 | USE_GRAPHS = 1 | CPU : SSE3 = 1 | AVX2 = 1 | "
+    assert parse_system_info(info) == ["CUDA", "CPU"]
+    assert parse_system_info(llama_cpp.llama_print_system_info().decode())[0] in (
+        "CPU",
+        "CUDA",
+        "Metal",
+    )
+    for name in ("libggml-base.so", "libggml-cpu.so", "libggml-cuda.so.0", "libllama.so"):
+        (tmp_path / name).touch()
+    assert backends_from_libs(tmp_path) == ["CPU", "CUDA"]
+    real = backends_from_libs(Path(llama_cpp.__file__).parent / "lib")
+    assert "CPU" in real and ("CUDA" in real) is (not CPU_ONLY)
+
+
+def test_reinstall_command_for_metal() -> None:
+    cmd = reinstall_command("metal", "0.3.36")
+    assert "-DGGML_METAL=on" in cmd and "llama-cpp-python==0.3.36" in cmd
