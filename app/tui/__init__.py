@@ -1,0 +1,22 @@
+"""The chat TUI (Textual). Imported only when the TUI opens, so `qwq-chat --help` stays fast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def run(settings: Any, engine_factory: Any = None) -> None:
+    """Open the chat app for `settings` (app.config.Settings); returns when the user quits.
+
+    `engine_factory` (a no-argument callable returning an Engine) defaults to the engine the
+    settings describe; it is called in a worker thread so the window opens before the model loads.
+    """
+    from app.tui.app import ChatApp
+
+    if engine_factory is None:
+        from app.engines import create_engine
+
+        def engine_factory() -> Any:
+            return create_engine(settings)
+
+    ChatApp(settings, engine_factory).run()

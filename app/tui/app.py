@@ -1,0 +1,117 @@
+"""The Textual application: settings, store, engine loading, theme, clipboard and export.
+
+The window is usable at once: the engine loads in a thread worker ("loading model…" in the status
+line) and a message sent meanwhile waits for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from app import paths
+from app.assets import asset_path
+from app.config import DEFAULT_KEYMAP, Settings
+from app.engines.base import Engine
+from app.session import Session
+from app.store import Store, open_store
+from app.tui import clipboard
+from app.tui.chat_screen import ChatScreen
+from app.tui.export import export_conversation
+
+THEMES = {"dark": "textual-dark", "light": "textual-light"}
+
+
+class ChatApp(App):
+    """`qwq-chat`: chat with a reasoning model; see README "The chat screen" for the keys."""
+
+    CSS_PATH = str(asset_path("chat.tcss"))
+    TITLE = "qwq-chat"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", id="quit", priority=True)]
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine_factory: Callable[[], Engine],
+        store: Store | None = None,
+        conversation_id: str | None = None,
+        export_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.engine_factory = engine_factory
+        self.store = store if store is not None else open_store()
+        self.engine: Engine | None = None
+        self.export_dir = export_dir or paths.data_dir() / "exports"
+        self.keymap = {**DEFAULT_KEYMAP, **settings.ui.keymap}
+        self._first_conversation = conversation_id
+        self.clipboard_fallback: Path | None = None
+
+    # -- start-up ------------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.theme = THEMES[self.settings.ui.theme]
+        self.set_keymap(self.keymap)  # binding ids are the keymap's action names
+        self.chat_screen = ChatScreen(
+            self.new_session(self._first_conversation), self.settings.ui.reasoning, self.keymap
+        )
+        self.push_screen(self.chat_screen)
+        if self.store.warning:
+            self.notify(self.store.warning, severity="error", timeout=30)
+        self.load_engine()
+
+    @work(thread=True, exclusive=True, group="engine")
+    def load_engine(self) -> None:
+        """Load the model off the UI thread; the user can type (and even send) meanwhile."""
+        try:
+            engine = self.engine_factory()
+        except Exception as exc:  # a bad model path, out of memory...: say so, keep the app usable
+            self.call_from_thread(self._engine_failed, str(exc))
+            return
+        self.call_from_thread(self._engine_ready, engine)
+
+    def _engine_failed(self, error: str) -> None:
+        self.chat_screen.status.state = "model failed to load"
+        self.notify(error, title="Could not load the model", severity="error", timeout=30)
+
+    async def _engine_ready(self, engine: Engine) -> None:
+        self.engine = engine
+        self.chat_screen.session.engine = engine
+        status = self.chat_screen.status
+        status.state = "ready"
+        status.model = self.settings.model or getattr(engine, "name", "")
+        note = getattr(engine, "gpu_note", None)  # e.g. "GPU visible but CPU-only build: ..."
+        if note:
+            self.notify(str(note), severity="warning", timeout=20)
+        await self.chat_screen.send_pending()
+
+    def new_session(self, conversation_id: str | None = None) -> Session:
+        return Session.from_settings(self.settings, self.store, self.engine, conversation_id)
+
+    # -- services for the screen ---------------------------------------------------------------------
+    def export_conversation(self, session: Session) -> tuple[Path, Path]:
+        assert session.conversation_id is not None
+        settings: dict[str, Any] = self.store.get_settings(session.conversation_id)
+        return export_conversation(
+            self.export_dir, session.conversation_id, session.title, session.messages, settings
+        )
+
+    def copy_text(self, text: str, what: str) -> None:
+        """OSC 52, plus a system clipboard tool when there is one, plus a file as the fallback."""
+        self.copy_to_clipboard(text)
+        tool = clipboard.copy_with_system_tool(text)
+        self.clipboard_fallback = clipboard.save_fallback(text)
+        via = f" (also via {tool})" if tool else ""
+        self.notify(f"Copied the {what}{via}; also saved to {self.clipboard_fallback}")
+
+    def toggle_theme(self) -> None:
+        self.theme = THEMES["light"] if self.theme == THEMES["dark"] else THEMES["dark"]
+
+    def on_unmount(self) -> None:
+        if self.engine is not None:
+            self.engine.close()

@@ -1,0 +1,429 @@
+"""The widgets of one conversation turn: the user's message and the assistant's reply.
+
+An assistant reply is a column of parts mounted in the order the events arrive: reasoning sections,
+tool calls (with their results) and the answer. QwQ may think, call a tool, think again and then
+answer, so the parts are not a fixed layout.
+
+Costs stay flat as text grows: reasoning text goes into fixed-size plain-text blocks (only the last
+block re-renders), and the answer goes through Textual's `MarkdownStream`, which re-parses only the
+last Markdown block. Both receive text batched per frame by the app, never per token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+from rich.text import Text
+from textual import events
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Markdown, Static
+from textual.widgets.markdown import MarkdownStream
+
+from app.events import ToolCall, ToolResult
+
+ReasoningMode = Literal["collapse", "open", "hidden"]
+
+BLOCK_CHARS = 2048  # a reasoning block is frozen (never re-rendered) once it holds this much text
+CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The fenced code blocks of a Markdown text, in order (an unclosed last fence counts too)."""
+    blocks = CODE_BLOCK.findall(markdown)
+    tail = markdown.rsplit("```", 1)
+    if markdown.count("```") % 2 == 1 and "\n" in tail[1]:
+        blocks.append(tail[1].split("\n", 1)[1])
+    return blocks
+
+
+@dataclass
+class Part:
+    """A stored piece of an assistant turn: reasoning or answer text (tool events are their own)."""
+
+    kind: Literal["reasoning", "answer"]
+    text: str
+    tokens: int | None = None
+    unfinished: bool = False
+
+
+class ChunkedText(Vertical):
+    """Plain text that grows at the end, kept as a column of blocks of at most ~BLOCK_CHARS.
+
+    Appending re-renders only the last block, so the cost per append does not grow with the text.
+    """
+
+    DEFAULT_CSS = """
+    ChunkedText { height: auto; }
+    ChunkedText > Static { height: auto; }
+    """
+
+    def __init__(self, text: str = "", **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._frozen: list[str] = []
+        self._tail = ""
+        self._tail_widget: Static | None = None
+        self._initial = text
+
+    def on_mount(self) -> None:
+        if self._initial:
+            self.append(self._initial)
+            self._initial = ""
+
+    @property
+    def text(self) -> str:
+        return "".join(self._frozen) + self._tail + self._initial
+
+    def append(self, text: str) -> None:
+        if not text:
+            return
+        self._tail += text
+        while len(self._tail) > BLOCK_CHARS:
+            cut = self._tail.rfind("\n", 0, BLOCK_CHARS) + 1 or BLOCK_CHARS
+            head, self._tail = self._tail[:cut], self._tail[cut:]
+            self._set_tail_widget(head)
+            self._frozen.append(head)
+            self._tail_widget = None
+        self._set_tail_widget(self._tail)
+
+    def _set_tail_widget(self, text: str) -> None:
+        content = Text(text.rstrip("\n"))
+        if self._tail_widget is None:
+            self._tail_widget = Static(content, markup=False)
+            self.mount(self._tail_widget)
+        else:
+            self._tail_widget.update(content)
+
+
+class ReasoningSection(Vertical):
+    """The model's thinking: a one-line header you can click, and the text below it.
+
+    Live header while streaming ("Thinking… 1,234 tokens, 18 s"); "Thought for 18 s · 1,234 tokens"
+    once done; "Thinking stopped unfinished" when the reasoning never reached `</think>`.
+    """
+
+    class Toggled(Message):
+        def __init__(self, section: ReasoningSection) -> None:
+            super().__init__()
+            self.section = section
+
+    DEFAULT_CSS = """
+    ReasoningSection { height: auto; margin: 0 0 1 0; }
+    ReasoningSection > .reasoning-header { height: 1; color: $text-muted; text-style: bold; }
+    ReasoningSection > .reasoning-header:hover { background: $boost; }
+    ReasoningSection > ChunkedText { color: $text-muted; text-style: italic;
+        border-left: outer $secondary 50%; padding: 0 1; }
+    ReasoningSection.-collapsed > ChunkedText { display: none; }
+    ReasoningSection.-hidden { display: none; }
+    """
+
+    def __init__(
+        self,
+        text: str = "",
+        live: bool = True,
+        mode: ReasoningMode = "collapse",
+        tokens: int | None = None,
+        seconds: float | None = None,
+        unfinished: bool = False,
+    ) -> None:
+        super().__init__()
+        self.mode: ReasoningMode = mode
+        self.live = live
+        self.tokens = tokens if tokens is not None else len(text.split())
+        self.seconds = seconds
+        self.unfinished = unfinished
+        self._started = time.monotonic()
+        self.header = Static("", classes="reasoning-header", markup=False)
+        self.body = ChunkedText(text)
+        if mode == "hidden":
+            self.add_class("-hidden")
+        elif mode == "collapse" and not live:
+            self.add_class("-collapsed")
+
+    def compose(self) -> ComposeResult:
+        yield self.header
+        yield self.body
+
+    def on_mount(self) -> None:
+        self.refresh_header()
+        if self.live:
+            self._timer = self.set_interval(1.0, self.refresh_header)
+
+    @property
+    def text(self) -> str:
+        return self.body.text
+
+    @property
+    def collapsed(self) -> bool:
+        return self.has_class("-collapsed")
+
+    def append(self, text: str, tokens: int) -> None:
+        self.body.append(text)
+        self.tokens += tokens
+        self.refresh_header()
+
+    def finish(self, unfinished: bool = False) -> None:
+        """Streaming of this section ended (the answer or a tool call started, or the turn ended)."""
+        if not self.live:
+            return
+        self.live = False
+        self.unfinished = unfinished
+        self.seconds = time.monotonic() - self._started
+        if hasattr(self, "_timer"):
+            self._timer.stop()
+        if self.mode == "collapse" and not unfinished:
+            self.add_class("-collapsed")
+        self.refresh_header()
+
+    def toggle(self) -> None:
+        self.toggle_class("-collapsed")
+        self.refresh_header()
+        self.post_message(self.Toggled(self))
+
+    def refresh_header(self) -> None:
+        arrow = "▶" if self.collapsed else "▼"
+        tokens = f"{self.tokens:,} tokens"
+        if self.live:
+            seconds = time.monotonic() - self._started
+            label = f"Thinking… {tokens}, {seconds:.0f} s"
+        elif self.unfinished:
+            label = f"Thinking stopped unfinished · {tokens}"
+        elif self.seconds is not None:
+            label = f"Thought for {self.seconds:.0f} s · {tokens}"
+        else:
+            label = f"Thoughts · {tokens}"
+        self.header.update(f"{arrow} {label}")
+
+    def on_click(self, event: events.Click) -> None:
+        if event.widget is self.header:
+            event.stop()
+            self.toggle()
+
+
+class ToolCallView(Static):
+    """A tool call the model made, and (once it ran) its result."""
+
+    DEFAULT_CSS = """
+    ToolCallView { height: auto; margin: 0 0 1 0; padding: 0 1; border-left: outer $accent; }
+    ToolCallView.-error { border-left: outer $error; }
+    """
+
+    def __init__(self, call: ToolCall) -> None:
+        super().__init__(markup=False)
+        self.call = call
+        self.result: ToolResult | None = None
+
+    def on_mount(self) -> None:
+        if self.result is not None:
+            self.set_class(self.result.is_error, "-error")
+        self._render_call()
+
+    def set_result(self, result: ToolResult) -> None:
+        self.result = result
+        self.set_class(result.is_error, "-error")
+        self._render_call()
+
+    def _render_call(self) -> None:
+        name = self.call.name or "(unparsable tool call)"
+        args = (
+            json.dumps(self.call.arguments, ensure_ascii=False) if self.call.name else self.call.raw
+        )
+        text = Text()
+        text.append("tool call ", style="bold")
+        text.append(f"{name}", style="bold cyan")
+        text.append(f" {args}")
+        if self.result is not None:
+            text.append("\n→ ", style="bold")
+            style = "red" if self.result.is_error else ""
+            text.append(self.result.content, style=style)
+        else:
+            text.append("\n… running", style="dim")
+        self.update(text)
+
+
+class UserMessage(Static, can_focus=True):
+    """What the user sent. Focus it and press `e` to edit and resend."""
+
+    DEFAULT_CSS = """
+    UserMessage { height: auto; margin: 1 0 1 8; padding: 0 1; background: $primary 15%;
+        border-left: thick $primary; }
+    UserMessage:focus { background: $primary 30%; }
+    """
+    BINDINGS = [("e", "edit", "Edit & resend")]
+
+    class EditRequested(Message):
+        def __init__(self, message: UserMessage) -> None:
+            super().__init__()
+            self.message = message
+
+    def __init__(self, text: str, index: int | None = None) -> None:
+        super().__init__(Text(text), markup=False)
+        self.text = text
+        self.index = index  # position in the conversation's message list (for edit_and_resend)
+
+    def action_edit(self) -> None:
+        self.post_message(self.EditRequested(self))
+
+
+class AssistantMessage(Vertical, can_focus=True):
+    """One assistant turn. Focus it: `t` toggles reasoning, `c` copies the answer, `k` the code."""
+
+    DEFAULT_CSS = """
+    AssistantMessage { height: auto; margin: 0 8 1 0; padding: 0 1; }
+    AssistantMessage:focus { background: $boost; }
+    AssistantMessage > Markdown { margin: 0; padding: 0; }
+    AssistantMessage > .turn-note { color: $warning; height: auto; }
+    """
+    BINDINGS = [
+        ("t", "toggle_reasoning", "Reasoning"),
+        ("c", "copy_answer", "Copy answer"),
+        ("k", "copy_code", "Copy code"),
+    ]
+
+    class CopyRequested(Message):
+        def __init__(self, text: str, what: str) -> None:
+            super().__init__()
+            self.text = text
+            self.what = what
+
+    def __init__(self, mode: ReasoningMode = "collapse", live: bool = True) -> None:
+        super().__init__()
+        self.mode = mode
+        self.live = live
+        self.answer_text = ""
+        self.finish_reason: str | None = None
+        self._answer: Markdown | None = None
+        self._stream: MarkdownStream | None = None
+        self._last: Widget | None = None
+        self._tool_views: dict[str, ToolCallView] = {}
+        self._stored_children: list[Widget] = []
+
+    # -- building from stored history ----------------------------------------------------------
+    @classmethod
+    def from_parts(
+        cls, parts: list[Part], mode: ReasoningMode, unfinished: bool = False
+    ) -> AssistantMessage:
+        """A finished turn rebuilt from the store: parts in order, as they streamed."""
+        message = cls(mode=mode, live=False)
+        children: list[Widget] = []
+        for part in parts:
+            if isinstance(part, ToolCall):
+                view = ToolCallView(part)
+                message._tool_views[part.id] = view
+                children.append(view)
+            elif isinstance(part, ToolResult):
+                view = message._tool_views.get(part.id) or (
+                    list(message._tool_views.values())[-1] if message._tool_views else None
+                )
+                if view is not None:
+                    view.result = part
+            elif part.kind == "reasoning":
+                children.append(
+                    ReasoningSection(
+                        part.text,
+                        live=False,
+                        mode=mode,
+                        tokens=part.tokens,
+                        unfinished=part.unfinished,
+                    )
+                )
+            else:
+                message.answer_text += part.text
+                message._answer = Markdown(part.text)
+                children.append(message._answer)
+        if unfinished:
+            children.append(Static("(unfinished)", classes="turn-note"))
+        message._stored_children = children
+        return message
+
+    def compose(self) -> ComposeResult:
+        yield from self._stored_children
+
+    # -- streaming -----------------------------------------------------------------------------
+    @property
+    def reasoning_sections(self) -> list[ReasoningSection]:
+        return list(self.query_children(ReasoningSection))
+
+    @property
+    def reasoning_tokens(self) -> int:
+        return sum(section.tokens for section in self.reasoning_sections)
+
+    @property
+    def reasoning_text(self) -> str:
+        return "".join(section.text for section in self.reasoning_sections)
+
+    async def add_reasoning(self, text: str, tokens: int) -> None:
+        if not isinstance(self._last, ReasoningSection) or not self._last.live:
+            self._last = ReasoningSection(mode=self.mode, live=True)
+            await self.mount(self._last)
+        self._last.append(text, tokens)
+
+    async def add_answer(self, text: str) -> None:
+        if self._stream is None:
+            self._finish_reasoning()
+            self._answer = Markdown()
+            await self.mount(self._answer)
+            self._stream = Markdown.get_stream(self._answer)
+            self._last = self._answer
+        self.answer_text += text
+        await self._stream.write(text)
+
+    async def add_tool_call(self, call: ToolCall) -> None:
+        self._finish_reasoning()
+        view = ToolCallView(call)
+        self._tool_views[call.id] = view
+        self._last = view
+        await self.mount(view)
+
+    def add_tool_result(self, result: ToolResult) -> None:
+        view = self._tool_views.get(result.id)
+        if view is None and self._tool_views:  # ids missing: attach to the latest call
+            view = list(self._tool_views.values())[-1]
+        if view is not None:
+            view.set_result(result)
+
+    async def finish(self, finish_reason: str, reasoning_unfinished: bool = False) -> None:
+        """The turn ended; close the sections and say why when it was not a normal stop."""
+        self.live = False
+        self.finish_reason = finish_reason
+        self._finish_reasoning(unfinished=reasoning_unfinished or not self._answer)
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        notes = {
+            "cancelled": "(stopped — the text above is kept)",
+            "length": "(cut off: maximum tokens reached)",
+            "error": "(error — see the notification)",
+        }
+        if finish_reason in notes:
+            await self.mount(Static(notes[finish_reason], classes="turn-note"))
+
+    def _finish_reasoning(self, unfinished: bool = False) -> None:
+        for section in self.query_children(ReasoningSection):
+            section.finish(unfinished=unfinished)
+
+    # -- actions -------------------------------------------------------------------------------
+    def action_toggle_reasoning(self) -> None:
+        sections = self.reasoning_sections
+        if sections:
+            # One key for all sections of the turn: open all if any is closed, else close all.
+            want_open = any(s.collapsed for s in sections)
+            for section in sections:
+                if section.collapsed == want_open:
+                    section.toggle()
+
+    def action_copy_answer(self) -> None:
+        self.post_message(self.CopyRequested(self.answer_text, "answer"))
+
+    def action_copy_code(self) -> None:
+        blocks = code_blocks(self.answer_text)
+        if blocks:
+            self.post_message(self.CopyRequested(blocks[-1], "code block"))
+        else:
+            self.notify("This answer has no code block.", severity="warning")
