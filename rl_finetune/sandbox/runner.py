@@ -1,0 +1,322 @@
+"""One sandboxed run: untrusted code under bubblewrap, as an unprivileged uid, with hard limits.
+
+Layers, outermost first:
+1. The host process group: bwrap starts in a new session; at the wall-clock deadline the whole
+   group gets SIGKILL (no SIGTERM to ignore).
+2. The uid: when we are root, bwrap is started as a throw-away unprivileged uid (one per concurrent
+   run) via `setpriv`, because the kernel ignores RLIMIT_NPROC for root, so a fork bomb would win.
+3. bubblewrap: new user, PID, network, IPC, UTS and mount namespaces; `/usr` read-only; no `/etc`,
+   no home, no host `/proc`; a fresh size-limited tmpfs as the work dir and `/tmp`; the rest of the
+   root read-only; `--die-with-parent`, so killing bwrap tears down the PID namespace and with it
+   every child the code left behind (daemons included).
+4. rlimits applied inside by `prlimit`: CPU seconds, address space, processes, file size, open
+   files, no core dumps.
+Output is read through pipes and capped; a flood past `Limits.output_hard_bytes` ends the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import queue
+import selectors
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+RunStatus = Literal["finished", "timeout", "output_limit", "sandbox_error"]
+Isolation = Literal["bwrap", "none"]
+
+SANDBOX_UID = 65534  # the uid the code sees inside its user namespace ("nobody")
+WORK_DIR = "/work"
+_PYTHON_CANDIDATES = ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3")
+
+
+class SandboxUnavailable(RuntimeError):
+    """Isolation cannot be set up here (no bwrap, user namespaces disabled, no system python)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-run limits. `cpu_s` defaults to the wall time rounded up, plus one second."""
+
+    wall_s: float = 10.0
+    cpu_s: int | None = None
+    memory_mb: int = 512
+    processes: int = 64
+    file_size_mb: int = 16
+    open_files: int = 256
+    tmpfs_mb: int = 64
+    output_bytes: int = 64 * 1024  # kept per stream
+    output_hard_bytes: int = 16 * 1024 * 1024  # read past this and the run is killed
+
+
+@dataclass
+class RunResult:
+    status: RunStatus
+    return_code: int | None
+    stdout: str
+    stderr: str
+    wall_s: float
+    truncated: bool = False
+    message: str = ""
+
+    @property
+    def memory_exceeded(self) -> bool:
+        """Best guess that the address-space limit ended the run (Python raises MemoryError)."""
+        return self.status == "finished" and self.return_code != 0 and "MemoryError" in self.stderr
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "finished" and self.return_code == 0
+
+
+@dataclass
+class Sandbox:
+    """Runs programs in isolation. Thread-safe: concurrent runs use distinct throw-away uids.
+
+    `isolation="none"` runs the code as a plain subprocess with only rlimits: for machines without
+    bubblewrap, and only when a person asked for it (the server logs it loudly).
+    """
+
+    isolation: Isolation = "bwrap"
+    python: str | None = None
+    max_concurrency: int = 64
+    _uids: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue, repr=False)
+
+    def __post_init__(self) -> None:
+        self.python = self.python or find_system_python()
+        # Spread uids by pid so two sandbox processes on one host rarely share one.
+        base = 200_000 + (os.getpid() % 4096) * 128
+        for uid in range(base, base + self.max_concurrency):
+            self._uids.put(uid)
+        self._drop_privileges = os.geteuid() == 0 and shutil.which("setpriv") is not None
+
+    def check(self) -> None:
+        """Raise SandboxUnavailable unless a trivial program runs and really is isolated."""
+        if self.isolation == "none":
+            return
+        if shutil.which("bwrap") is None:
+            raise SandboxUnavailable(
+                "bubblewrap is not installed: install it (Debian/Ubuntu: apt-get install bubblewrap)"
+            )
+        probe = "import os; print(os.getuid(), sum(p.isdigit() for p in os.listdir('/proc')) < 5)"
+        result = self.run_python(probe, limits=Limits(wall_s=20))
+        if not result.ok or result.stdout.split() != [str(SANDBOX_UID), "True"]:
+            raise SandboxUnavailable(
+                "bubblewrap could not start an isolated process here "
+                f"({result.status}, rc={result.return_code}, stdout={result.stdout.strip()[:100]!r}): "
+                f"{result.stderr.strip()[:300]} "
+                "(user namespaces may be disabled: sysctl kernel.unprivileged_userns_clone=1)"
+            )
+
+    def run_python(
+        self,
+        code: str,
+        *,
+        stdin: str | bytes = b"",
+        files: dict[str, bytes] | None = None,
+        limits: Limits | None = None,
+    ) -> RunResult:
+        """Run `code` as `/work/main.py` with `python3 -I`; `files` are extra files under /work."""
+        all_files = dict(files or {})
+        all_files["main.py"] = code.encode()
+        assert self.python is not None
+        return self.run(
+            [self.python, "-I", "-B", "main.py"], stdin=stdin, files=all_files, limits=limits
+        )
+
+    def run(
+        self,
+        argv: list[str],
+        *,
+        stdin: str | bytes = b"",
+        files: dict[str, bytes] | None = None,
+        limits: Limits | None = None,
+    ) -> RunResult:
+        """Run `argv` in the sandbox with `files` (relative paths) placed in the work dir."""
+        limits = limits or Limits()
+        files = files or {}
+        for name in files:
+            if name.startswith("/") or ".." in name.split("/") or not name:
+                return RunResult(
+                    "sandbox_error", None, "", "", 0.0, message=f"bad file name {name!r}"
+                )
+        uid = self._uids.get()
+        fds: list[int] = []
+        try:
+            file_fds = {name: _memfd(data) for name, data in files.items()}
+            fds.extend(file_fds.values())
+            stdin_fd = _memfd(stdin.encode() if isinstance(stdin, str) else stdin)
+            fds.append(stdin_fd)
+            cmd = self._command(argv, limits, file_fds, uid)
+            return _execute(cmd, stdin_fd, tuple(file_fds.values()), limits, self.isolation)
+        finally:
+            for fd in fds:
+                os.close(fd)
+            self._uids.put(uid)
+
+    def _command(
+        self, argv: list[str], limits: Limits, file_fds: dict[str, int], uid: int
+    ) -> list[str]:
+        cpu = limits.cpu_s or math.ceil(limits.wall_s) + 1
+        rlimits = [
+            "prlimit",
+            f"--cpu={cpu}",
+            f"--as={limits.memory_mb << 20}",
+            f"--nproc={limits.processes}",
+            f"--fsize={limits.file_size_mb << 20}",
+            f"--nofile={limits.open_files}",
+            "--core=0",
+            "--",
+        ]
+        if self.isolation == "none":
+            return rlimits + argv
+        cmd: list[str] = []
+        if self._drop_privileges:
+            cmd += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+        cmd += [
+            "bwrap",
+            "--unshare-all",  # user, pid, net, ipc, uts, cgroup namespaces
+            "--die-with-parent",
+            "--new-session",
+            "--uid", str(SANDBOX_UID),
+            "--gid", str(SANDBOX_UID),
+            "--hostname", "sandbox",
+            "--ro-bind", "/usr", "/usr",
+        ]  # fmt: skip
+        for name in ("bin", "lib", "lib64", "sbin"):
+            if os.path.islink(f"/{name}"):
+                cmd += ["--symlink", os.readlink(f"/{name}"), f"/{name}"]
+            elif os.path.isdir(f"/{name}"):
+                cmd += ["--ro-bind", f"/{name}", f"/{name}"]
+        cmd += [
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--size", str(limits.tmpfs_mb << 20), "--tmpfs", "/tmp",
+            "--size", str(limits.tmpfs_mb << 20), "--tmpfs", WORK_DIR,
+        ]  # fmt: skip
+        for name, fd in file_fds.items():
+            parent = os.path.dirname(name)
+            if parent:
+                cmd += ["--dir", f"{WORK_DIR}/{parent}"]
+            cmd += ["--file", str(fd), f"{WORK_DIR}/{name}"]
+        cmd += [
+            "--remount-ro", "/",
+            "--chdir", WORK_DIR,
+            "--setenv", "HOME", WORK_DIR,
+            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+            "--setenv", "LANG", "C.UTF-8",
+            "--unsetenv", "PYTHONPATH",
+            "--",
+        ]  # fmt: skip
+        return cmd + rlimits + argv
+
+
+def find_system_python() -> str:
+    """A python3 under /usr (readable inside the sandbox), not a venv or a home-dir interpreter."""
+    for path in _PYTHON_CANDIDATES:
+        if os.access(path, os.X_OK):
+            return os.path.realpath(path) if os.path.realpath(path).startswith("/usr") else path
+    raise SandboxUnavailable(
+        "no system python3 under /usr: install one (Debian/Ubuntu: apt-get install python3)"
+    )
+
+
+def _memfd(data: bytes) -> int:
+    """An anonymous in-memory file holding `data`, rewound, inheritable by the child."""
+    fd = os.memfd_create("sandbox", 0)
+    os.write(fd, data) if len(data) < (1 << 20) else _write_all(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _execute(
+    cmd: list[str], stdin_fd: int, pass_fds: tuple[int, ...], limits: Limits, isolation: Isolation
+) -> RunResult:
+    """Start `cmd`, collect capped output until exit or the deadline, kill the group, classify."""
+    start = time.monotonic()
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=stdin_fd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=pass_fds,
+            start_new_session=True,
+            env=env,
+            cwd="/" if isolation == "bwrap" else None,
+        )
+    except OSError as exc:
+        return RunResult("sandbox_error", None, "", "", 0.0, message=f"cannot start: {exc}")
+    deadline = start + limits.wall_s
+    out = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    total = 0
+    status: RunStatus = "finished"
+    with selectors.DefaultSelector() as sel:
+        for stream in out:
+            sel.register(stream, selectors.EVENT_READ)
+        while sel.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                status = "timeout"
+                break
+            for key, _ in sel.select(remaining):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                total += len(chunk)
+                buf = out[key.fileobj]
+                if len(buf) < limits.output_bytes:
+                    buf += chunk[: limits.output_bytes - len(buf)]
+            if total > limits.output_hard_bytes:
+                status = "output_limit"
+                break
+    if status == "finished":
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            status = "timeout"  # closed its output but kept running
+    _kill_group(proc)
+    wall = time.monotonic() - start
+    rc = proc.returncode
+    if status == "finished" and rc is not None and rc in (128 + signal.SIGXCPU, -signal.SIGXCPU):
+        status = "timeout"  # the CPU-seconds limit
+    for stream in out:
+        stream.close()
+    stdout, stderr = bytes(out[proc.stdout]), bytes(out[proc.stderr])
+    truncated = total > len(stdout) + len(stderr)
+    if isolation == "bwrap" and rc == 1 and stderr.startswith(b"bwrap:"):
+        return RunResult(
+            "sandbox_error", rc, "", stderr.decode(errors="replace"), wall, message="bwrap failed"
+        )
+    return RunResult(
+        status,
+        None if status in ("timeout", "output_limit") else rc,
+        stdout.decode(errors="replace"),
+        stderr.decode(errors="replace"),
+        wall,
+        truncated=truncated,
+    )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL bwrap's whole process group; bwrap's death takes the PID namespace with it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
