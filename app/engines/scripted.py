@@ -51,6 +51,7 @@ class ScriptedEngine:
         context_size: int = 32768,
         gpu_layers: int = 0,
         load_delay_s: float = 0.0,
+        fixed_stats: Stats | None = None,
     ) -> None:
         self.turns = turns
         self.delay_s = delay_s
@@ -59,6 +60,7 @@ class ScriptedEngine:
         self.calls: list[dict[str, Any]] = []  # each stream() call: messages, sampling, prefill
         self._cancel = threading.Event()
         self.closed = False
+        self.fixed_stats = fixed_stats  # reported instead of measured figures (for snapshots)
         self.gate: threading.Event | None = None  # when set by a test: each piece waits for it
         if load_delay_s:
             time.sleep(load_delay_s)
@@ -99,7 +101,8 @@ class ScriptedEngine:
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         yield Chunk(
             finish_reason=finish,
-            stats=Stats(
+            stats=self.fixed_stats
+            or Stats(
                 prompt_tokens=prompt_tokens,
                 completion_tokens=count,
                 prompt_tokens_processed=prompt_tokens,

@@ -1,0 +1,81 @@
+"""Helpers for the TUI tests: a ChatApp on a scripted engine and a real SQLite store in tmp dirs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from app.config import load_settings
+from app.engines.scripted import ScriptedEngine, qwq_turn
+from app.events import Stats
+from app.store import open_store
+from app.tui.app import ChatApp
+
+REASONING = "The user says hello. I should greet them back politely and offer help. " * 3
+ANSWER = (
+    "Hello! Here is a table:\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```python\nprint('hi')\n```\n"
+)
+
+FIXED_STATS = Stats(
+    prompt_tokens=12,
+    completion_tokens=60,
+    time_to_first_token_s=0.25,
+    tokens_per_second=42.0,
+    context_size=16384,
+    gpu_layers=0,
+)
+
+
+def make_app(
+    turns: list[Any] | None = None,
+    *,
+    delay_s: float = 0.0,
+    engine_factory: Callable[[], Any] | None = None,
+    settings_overrides: dict[str, Any] | None = None,
+    fixed_stats: bool = True,
+) -> tuple[ChatApp, ScriptedEngine]:
+    """A ChatApp over a ScriptedEngine; the store is the real SQLite file in the isolated data dir."""
+    engine = ScriptedEngine(
+        turns or [qwq_turn(REASONING, ANSWER)],
+        delay_s=delay_s,
+        fixed_stats=FIXED_STATS if fixed_stats else None,
+    )
+    settings = load_settings(**(settings_overrides or {}))
+    app = ChatApp(settings, engine_factory or (lambda: engine), store=open_store())
+    return app, engine
+
+
+async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Let the app run until `condition()` holds; fail the test after `timeout` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the app")
+        await pilot.pause(0.02)
+
+
+async def wait_idle(pilot: Any, app: ChatApp) -> None:
+    """Until the engine is loaded and no answer is streaming."""
+    await wait_for(pilot, lambda: app.engine is not None)
+    screen = app.chat_screen
+    await wait_for(pilot, lambda: not screen.generating and screen.live_view is None)
+    await pilot.pause()
+
+
+async def send(pilot: Any, app: ChatApp, text: str) -> None:
+    """Type `text` in the prompt box, press Enter and wait for the whole answer."""
+    await wait_for(pilot, lambda: app.engine is not None)
+    app.chat_screen.composer.focus()
+    app.chat_screen.composer.insert(text)
+    await pilot.press("enter")
+    await pilot.pause()
+    await wait_idle(pilot, app)
+
+
+@pytest.fixture
+def app_and_engine() -> tuple[ChatApp, ScriptedEngine]:
+    return make_app()
