@@ -20,8 +20,15 @@ def _calculator() -> Tool:
     return calculator_tool()
 
 
+def _python() -> Tool:
+    from app.tools.python_tool import python_tool
+
+    return python_tool()
+
+
 BUILTIN_TOOLS: dict[str, Callable[[], Tool]] = {
     "calculator": _calculator,
+    "python": _python,
 }
 
 
