@@ -199,28 +199,27 @@ def memory_bytes() -> tuple[int | None, int | None]:
 
 
 def reinstall_command(backend: str, version: str | None) -> str:
-    """The exact command that rebuilds llama-cpp-python for `backend` ("cuda" or "metal") here."""
+    """The exact command that rebuilds llama-cpp-python for `backend` ("cuda" or "metal") here.
+
+    From source (`--no-binary`), without pip's wheel cache (it would hand back the CPU build), into
+    this interpreter's environment; `uv pip` where the environment has no pip (uv tool installs).
+    """
     flag = {"cuda": "-DGGML_CUDA=on", "metal": "-DGGML_METAL=on"}[backend]
     package = f"llama-cpp-python=={version}" if version and version != "?" else "llama-cpp-python"
-    python = sys.executable
-    has_pip = _has_pip()
-    if os.name == "nt":
+    windows = os.name == "nt"
+    python = f'"{sys.executable}"' if windows else shlex.quote(sys.executable)
+    if _has_pip():
         installer = (
-            f'& "{python}" -m pip install' if has_pip else f'uv pip install --python "{python}"'
+            f"{'& ' if windows else ''}{python} -m pip install --force-reinstall --no-cache-dir"
         )
-        return (
-            f'$env:CMAKE_ARGS="{flag}"; {installer} --force-reinstall --no-deps '
-            f'--no-cache-dir "{package}"'
+    else:
+        installer = (
+            f"uv pip install --python {python} --reinstall-package llama-cpp-python --no-cache"
         )
-    installer = (
-        f"{shlex.quote(python)} -m pip install"
-        if has_pip
-        else f"uv pip install --python {shlex.quote(python)}"
-    )
-    return (
-        f'CMAKE_ARGS="{flag}" {installer} --force-reinstall --no-deps --no-cache-dir '
-        f"{shlex.quote(package)}"
-    )
+    command = f"{installer} --no-deps --no-binary llama-cpp-python "
+    if windows:
+        return f'$env:CMAKE_ARGS="{flag}"; {command}"{package}"'
+    return f'CMAKE_ARGS="{flag}" {command}{shlex.quote(package)}'
 
 
 def _has_pip() -> bool:

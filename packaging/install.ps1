@@ -102,7 +102,7 @@ if ($Backend -eq "cuda") {
     Say "building llama-cpp-python with CMAKE_ARGS=-DGGML_CUDA=on (takes several minutes)"
     Write-Host '+ $env:CMAKE_ARGS="-DGGML_CUDA=on"; $env:FORCE_CMAKE="1"'
     if (-not $DryRun) { $env:CMAKE_ARGS = "-DGGML_CUDA=on"; $env:FORCE_CMAKE = "1" }
-    Invoke-Step $VenvPython @("-m", "pip", "install", "--force-reinstall", "--no-deps", "--no-cache-dir", $LlamaReq)
+    Invoke-Step $VenvPython @("-m", "pip", "install", "--force-reinstall", "--no-deps", "--no-cache-dir", "--no-binary", "llama-cpp-python", $LlamaReq)
     if (-not $DryRun) { Remove-Item Env:CMAKE_ARGS; Remove-Item Env:FORCE_CMAKE }
 }
 Invoke-Step $VenvPython @("-m", "pip", "install", $From)

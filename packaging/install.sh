@@ -178,7 +178,7 @@ if [ -n "$CMAKE_ARGS_VALUE" ]; then
     CUDACXX="$(find_nvcc)"
   fi
   run env CMAKE_ARGS="$CMAKE_ARGS_VALUE" FORCE_CMAKE=1 "$VPY" -m pip install \
-    --force-reinstall --no-deps --no-cache-dir "$LLAMA_REQ"
+    --force-reinstall --no-deps --no-cache-dir --no-binary llama-cpp-python "$LLAMA_REQ"
 fi
 run "$VPY" -m pip install "$SPEC"
 
