@@ -31,18 +31,49 @@ def root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="GGUF path, REPO[:QUANT], checkpoint dir or remote model name."
+    ),
+    backend: str | None = typer.Option(
+        None, "--backend", help="llama (default) | openai | transformers."
+    ),
+    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
+    config: str | None = typer.Option(None, "--config", help="TOML config file."),
+    n_ctx: int | None = typer.Option(None, "--n-ctx", help="Context length in tokens."),
+    n_gpu_layers: str | None = typer.Option(None, "--n-gpu-layers", help='"auto", 0 or a number.'),
+    reasoning_budget: int | None = typer.Option(
+        None, "--reasoning-budget", help="Close the reasoning after N tokens (0: off)."
+    ),
 ) -> None:
-    """Open the chat TUI when no command is given."""
+    """Open the chat TUI when no command is given (options also apply to `ask`)."""
+    options = {
+        "model": model, "backend": backend, "base_url": base_url, "config": config,
+        "n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers, "reasoning_budget": reasoning_budget,
+    }  # fmt: skip
+    ctx.obj = {k: v for k, v in options.items() if v is not None}
     if ctx.invoked_subcommand is None:
-        typer.echo("The TUI is not built yet.", err=True)
-        raise typer.Exit(2)
+        from app.commands import settings_from_options
+
+        settings = settings_from_options(None, **ctx.obj)
+        try:
+            from app import tui
+        except ImportError:
+            typer.echo("The TUI is not installed in this build; use `qwq-chat ask`.", err=True)
+            raise typer.Exit(2) from None
+        tui.run(settings)
 
 
 def _register_subcommands() -> None:
     """Each part adds its own commands; those modules import nothing heavy at import time."""
     import importlib
 
-    for module in ("convert.cli", "rl_finetune.cli", "rl_finetune.sandbox_cli", "app.doctor"):
+    for module in (
+        "app.commands",
+        "convert.cli",
+        "rl_finetune.cli",
+        "rl_finetune.sandbox_cli",
+        "app.doctor",
+    ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

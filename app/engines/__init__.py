@@ -1,1 +1,46 @@
-"""Engines: llama.cpp (default), OpenAI-compatible HTTP, transformers. One protocol, see base.py."""
+"""Engines: llama.cpp (default), OpenAI-compatible HTTP, transformers. One protocol, see base.py.
+
+`create_engine(settings)` builds the one the settings ask for. It may take long (model load,
+download), so the TUI calls it in a worker thread. Heavy imports happen inside it, never at import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.engines.base import Engine
+from app.errors import UserError
+
+
+def create_engine(settings: Any, progress: bool = False) -> Engine:
+    """The engine for `app.config.Settings`; `progress` shows download progress bars (terminal)."""
+    if settings.backend == "llama":
+        from app.engines.llama_engine import LlamaEngine
+        from app.hub import resolve_model
+
+        if not settings.model:
+            from app.hub import no_model_message
+
+            raise UserError(no_model_message())
+        path = resolve_model(settings.model, progress=progress)
+        return LlamaEngine(
+            path,
+            n_ctx=settings.n_ctx,
+            n_gpu_layers=settings.n_gpu_layers,
+            n_threads=settings.n_threads,
+            flash_attn=settings.flash_attn,
+            cache_type=settings.cache_type,
+            yarn=settings.yarn,
+            seed=settings.sampling.seed,
+        )
+    if settings.backend == "openai":
+        from app.engines.openai_engine import OpenAIEngine
+
+        return OpenAIEngine.from_settings(settings)
+    if settings.backend == "transformers":
+        from app.engines.transformers_engine import TransformersEngine
+
+        if not settings.model:
+            raise UserError("the transformers backend needs --model CHECKPOINT_DIR")
+        return TransformersEngine(settings.model)
+    raise UserError(f"unknown backend {settings.backend!r}; use llama, openai or transformers")

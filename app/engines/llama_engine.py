@@ -328,6 +328,5 @@ class LlamaEngine:
     def close(self) -> None:
         llm = getattr(self, "llm", None)
         if llm is not None:
-            self._llama_cpp.llama_set_abort_callback(llm.ctx, None, ctypes.c_void_p(0))
-            llm.close()
+            llm.close()  # frees the context first; self._abort stays referenced until then
             self.llm = None

@@ -1,0 +1,160 @@
+"""`qwq-chat ask`: one question, answered on the terminal without the TUI.
+
+Prints like the DashScope streaming example in the seed: a "Reasoning" heading with the thinking as
+it streams, then an "Answer" heading with the answer. `--json` prints one JSON event per line
+(`app.events.to_json`) instead. The exchange is saved to the conversation store like a TUI chat, so
+an interrupted `ask` loses nothing either. Stats go to stderr, so stdout stays the model's text.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from app.events import (
+    AnswerDelta,
+    Done,
+    Event,
+    ReasoningDelta,
+    Stats,
+    ToolCall,
+    ToolResult,
+    to_json,
+)
+
+RULE = "=" * 20
+REASONING_HEADING = f"{RULE} Reasoning {RULE}"
+ANSWER_HEADING = f"{RULE} Answer {RULE}"
+
+
+class HeadingPrinter:
+    """Reasoning, then answer, under headings; tool calls and results inline."""
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.out, self.err = out, err
+        self.section: str | None = None
+        self.at_line_start = True
+        self.stats: Stats | None = None
+
+    def _write(self, text: str) -> None:
+        if text:
+            self.out.write(text)
+            self.out.flush()
+            self.at_line_start = text.endswith("\n")
+
+    def _heading(self, section: str, heading: str) -> None:
+        if self.section == section:
+            return
+        if self.section is not None:
+            self._write("\n" if self.at_line_start else "\n\n")
+        self._write(heading + "\n")
+        self.section = section
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, ReasoningDelta):
+            self._heading("reasoning", REASONING_HEADING)
+            self._write(event.text)
+        elif isinstance(event, AnswerDelta):
+            self._heading("answer", ANSWER_HEADING)
+            self._write(event.text)
+        elif isinstance(event, ToolCall):
+            args = json.dumps(event.arguments, ensure_ascii=False)
+            self._write(
+                ("" if self.at_line_start else "\n") + f"[tool call] {event.name}({args})\n"
+            )
+        elif isinstance(event, ToolResult):
+            marker = "tool error" if event.is_error else "tool result"
+            self._write(f"[{marker}] {event.content}\n")
+        elif isinstance(event, Stats):
+            self.stats = event
+        elif isinstance(event, Done):
+            if not self.at_line_start:
+                self._write("\n")
+            self.err.write(_stats_line(self.stats, event) + "\n")
+            self.err.flush()
+
+
+class JsonPrinter:
+    """One JSON object per event and line: {"type": ..., ...}."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def handle(self, event: Event) -> None:
+        self.out.write(json.dumps(to_json(event), ensure_ascii=False) + "\n")
+        self.out.flush()
+
+
+def _stats_line(stats: Stats | None, done: Done) -> str:
+    parts = [f"finish: {done.finish_reason}"]
+    if stats is not None:
+        parts.append(f"{stats.completion_tokens} tokens")
+        if stats.tokens_per_second:
+            parts.append(f"{stats.tokens_per_second:.1f} tok/s")
+        if stats.time_to_first_token_s is not None:
+            parts.append(f"first token {stats.time_to_first_token_s:.2f} s")
+        parts.append(f"prompt {stats.prompt_tokens} ({stats.prompt_tokens_processed} processed)")
+        if stats.context_size:
+            used = stats.prompt_tokens + stats.completion_tokens
+            parts.append(f"context {used}/{stats.context_size}")
+        if stats.gpu_layers is not None:
+            parts.append(f"GPU layers {stats.gpu_layers}")
+    line = "--- " + ", ".join(parts)
+    if done.error:
+        line += f"\nerror: {done.error}"
+    return line
+
+
+def read_prompt(prompt: str | None, stdin: TextIO = sys.stdin) -> str:
+    """The prompt argument, or stdin when it is `-` or absent."""
+    from app.errors import UserError
+
+    if prompt is None or prompt == "-":
+        if stdin.isatty():
+            raise UserError("no prompt: pass it as an argument or pipe it on stdin")
+        prompt = stdin.read()
+    if not prompt.strip():
+        raise UserError("the prompt is empty")
+    return prompt
+
+
+def run_ask(
+    settings: Any,
+    prompt: str,
+    as_json: bool = False,
+    save: bool = True,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Answer `prompt` with the engine `settings` describe; returns the process exit code."""
+    from app.engines import create_engine
+    from app.session import Session
+    from app.store import Store, open_store
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    store = open_store() if save else Store(":memory:")
+    if store.warning:
+        err.write(f"warning: {store.warning}\n")
+    engine = create_engine(settings, progress=err.isatty())
+    warning = getattr(getattr(engine, "gpu_plan", None), "warning", None)
+    if warning:
+        err.write(f"warning: {warning}\n")
+    printer = JsonPrinter(out) if as_json else HeadingPrinter(out, err)
+    session = Session.from_settings(settings, store, engine)
+    events = session.send(prompt)
+    done: Done | None = None
+    try:
+        for event in events:
+            printer.handle(event)
+            if isinstance(event, Done):
+                done = event
+    except KeyboardInterrupt:
+        session.cancel()
+        events.close()  # marks the partial answer as stopped in the store
+        return 130
+    finally:
+        engine.close()
+        store.close()
+    return 1 if done is None or done.finish_reason == "error" else 0

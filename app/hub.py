@@ -1,0 +1,291 @@
+"""Models from the Hugging Face Hub: `--model REPO[:QUANT]`, `qwq-chat models pull` and `models list`.
+
+Downloads go through huggingface_hub (`hf_hub_download` into `app.paths.models_dir()`): it shows
+progress, keeps partial files and resumes them with HTTP Range requests (also on the next run after
+an interrupted one). Each finished file is then checked against the Hub's sha256 (the LFS object
+id); a mismatch moves the file aside and says so. The endpoint is taken from `HF_ENDPOINT` at call
+time, so a mirror (or a test server) can stand in for the Hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app import paths
+from app.errors import UserError
+
+DEFAULT_REPO = "Qwen/QwQ-32B-GGUF"
+DEFAULT_QUANT = "Q4_K_M"
+VERIFIED_SUFFIX = ".sha256-ok"
+GIB = 1024**3
+
+# QwQ-32B GGUF sizes (FACTS.md), best quality first.
+QUANT_SIZES_GB: dict[str, float] = {
+    "Q8_0": 34.8,
+    "Q6_K": 26.9,
+    "Q5_K_M": 23.3,
+    "Q4_K_M": 19.85,
+}
+RUNTIME_OVERHEAD_GB = 4.0 + 1.5  # 16k-token f16 KV cache + compute buffers and the OS
+
+_REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(?::[\w.-]+)?$")
+_SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    path: Path
+    repo: str | None
+    size_bytes: int
+    verified: bool
+
+
+def endpoint() -> str | None:
+    return os.environ.get("HF_ENDPOINT") or None
+
+
+def is_repo_ref(ref: str) -> bool:
+    """`owner/name` or `owner/name:QUANT` that is not an existing local path."""
+    return not Path(ref).expanduser().exists() and bool(_REPO_RE.match(ref))
+
+
+def parse_repo_ref(ref: str) -> tuple[str, str | None]:
+    repo, _, quant = ref.partition(":")
+    return repo, (quant or None)
+
+
+def repo_dir(repo: str) -> Path:
+    return paths.models_dir() / repo.replace("/", "--")
+
+
+def resolve_model(ref: str, progress: bool = True) -> Path:
+    """A local GGUF path for `ref`: the file itself, or the REPO[:QUANT] download (pulled if needed)."""
+    path = Path(ref).expanduser()
+    if path.exists():
+        if path.is_dir():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return ggufs[0]
+            raise UserError(f"{path} is a directory; pass the .gguf file itself")
+        return path
+    if not is_repo_ref(ref):
+        raise UserError(
+            f"model {ref!r} is neither an existing file nor a Hub repo like "
+            f"{DEFAULT_REPO}:{DEFAULT_QUANT}"
+        )
+    repo, quant = parse_repo_ref(ref)
+    local = find_local(repo, quant)
+    if local is not None:
+        return local
+    return pull(repo, quant, progress=progress)
+
+
+def _quant_matches(filename: str, quant: str) -> bool:
+    stem = Path(filename).name.lower()
+    return re.search(rf"(^|[-_.]){re.escape(quant.lower())}([-_.]|$)", stem) is not None
+
+
+def find_local(repo: str, quant: str | None) -> Path | None:
+    """An already downloaded and verified file for repo (and quant)."""
+    folder = repo_dir(repo)
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.rglob("*.gguf")):
+        if not Path(str(path) + VERIFIED_SUFFIX).exists():
+            continue
+        if quant and not _quant_matches(path.name, quant):
+            continue
+        m = _SPLIT_RE.search(path.name)
+        if m and m.group(1) != "00001":
+            continue
+        return path
+    return None
+
+
+def _file_entries(repo: str) -> list[tuple[str, int | None, str | None]]:
+    """(filename, size, sha256) for every file in the repo, from the Hub's API."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        info = HfApi(endpoint=endpoint()).model_info(repo, files_metadata=True)
+    except RepositoryNotFoundError:
+        raise UserError(
+            f"repo {repo!r} was not found on the Hub (private repos need HF_TOKEN)"
+        ) from None
+    except HfHubHTTPError as exc:
+        raise UserError(f"the Hub answered an error for {repo!r}: {exc}") from None
+    except Exception as exc:  # network down, offline mode...
+        raise UserError(_network_message(repo, exc)) from None
+    entries = []
+    for sibling in info.siblings or []:
+        lfs = getattr(sibling, "lfs", None)
+        sha = getattr(lfs, "sha256", None) if lfs is not None else None
+        size = getattr(lfs, "size", None) if lfs is not None else sibling.size
+        entries.append((sibling.rfilename, size, sha))
+    return entries
+
+
+def _network_message(repo: str, exc: Exception) -> str:
+    if "offline" in type(exc).__name__.lower() or "offline" in str(exc).lower():
+        return (
+            f"cannot download {repo}: offline mode is on (HF_HUB_OFFLINE=1). Unset it, or pass a "
+            "local GGUF path with --model"
+        )
+    return f"cannot reach the Hub for {repo} ({type(exc).__name__}: {exc}); check the network"
+
+
+def choose_files(
+    entries: list[tuple[str, int | None, str | None]], quant: str
+) -> list[tuple[str, int | None, str | None]]:
+    """The .gguf file(s) of `quant` (all parts of a split file, in order)."""
+    chosen = [e for e in entries if e[0].lower().endswith(".gguf") and _quant_matches(e[0], quant)]
+    if not chosen:
+        available = sorted({_quant_of(e[0]) for e in entries if e[0].lower().endswith(".gguf")})
+        raise UserError(
+            f"no {quant} GGUF in this repo; available: {', '.join(available) or 'none'}"
+        )
+    return sorted(chosen)
+
+
+def _quant_of(filename: str) -> str:
+    name = _SPLIT_RE.sub(".gguf", Path(filename).name)
+    m = re.search(r"((?:I?Q\d[\w]*)|BF16|F16|F32)\.gguf$", name, re.IGNORECASE)
+    return m.group(1).upper() if m else name
+
+
+def sha256_file(path: Path, chunk: int = 8 * 1024 * 1024) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pull(repo: str, quant: str | None = None, progress: bool = True) -> Path:
+    """Download (or resume) repo's `quant` GGUF, verify sha256; returns the (first) file's path."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    quant = quant or DEFAULT_QUANT
+    files = choose_files(_file_entries(repo), quant)
+    target = repo_dir(repo)
+    target.mkdir(parents=True, exist_ok=True)
+    (disable_progress_bars if not progress else enable_progress_bars)()
+    paths_out: list[Path] = []
+    for filename, _size, sha in files:
+        try:
+            local = Path(hf_hub_download(repo, filename, local_dir=target, endpoint=endpoint()))
+        except KeyboardInterrupt:
+            raise UserError(
+                f"download of {filename} interrupted; run the same command again to resume"
+            ) from None
+        except Exception as exc:
+            raise UserError(
+                f"download of {repo}/{filename} failed ({type(exc).__name__}: {exc}); run the same "
+                "command again to resume where it stopped"
+            ) from None
+        verify(local, sha)
+        paths_out.append(local)
+    return paths_out[0]
+
+
+def verify(path: Path, sha256: str | None) -> None:
+    """Check `path` against the Hub's sha256; marks it verified, or moves it aside on mismatch."""
+    marker = Path(str(path) + VERIFIED_SUFFIX)
+    if sha256 is None:
+        marker.write_text("unverified: the Hub gave no sha256\n")
+        return
+    actual = sha256_file(path)
+    if actual != sha256:
+        bad = path.with_name(path.name + ".corrupt")
+        path.replace(bad)
+        raise UserError(
+            f"{path.name} does not match the Hub's checksum (expected {sha256[:12]}..., got "
+            f"{actual[:12]}...); it was moved to {bad}. Run the pull again to download it afresh"
+        )
+    marker.write_text(actual + "\n")
+
+
+def list_local() -> list[LocalModel]:
+    """GGUF files under the models dir (downloads) with their verification state."""
+    models = []
+    root = paths.models_dir()
+    for path in sorted(root.rglob("*.gguf")):
+        rel = path.relative_to(root)
+        repo = rel.parts[0].replace("--", "/") if len(rel.parts) > 1 else None
+        models.append(
+            LocalModel(
+                path,
+                repo,
+                path.stat().st_size,
+                Path(str(path) + VERIFIED_SUFFIX).exists(),
+            )
+        )
+    return models
+
+
+def recommend_quant(memory_bytes: int | None) -> str | None:
+    """The best QwQ-32B quant whose weights plus runtime overhead fit in `memory_bytes`."""
+    if not memory_bytes:
+        return None
+    for quant, size_gb in QUANT_SIZES_GB.items():
+        if (size_gb + RUNTIME_OVERHEAD_GB) * 1e9 <= memory_bytes:
+            return quant
+    return None
+
+
+def usable_memory_bytes() -> int | None:
+    """Free VRAM of a usable GPU, else total system RAM (what the model will live in)."""
+    try:
+        import llama_cpp
+
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+    except Exception:
+        offload = False
+    if offload:
+        from app.engines.gpu import detect_gpu
+
+        gpu = detect_gpu()
+        if gpu is not None:
+            return gpu.free_bytes
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def no_model_message(memory_bytes: int | None = None) -> str:
+    memory = memory_bytes if memory_bytes is not None else usable_memory_bytes()
+    quant = recommend_quant(memory)
+    have = f"{memory / GIB:.0f} GiB" if memory else "unknown memory"
+    if quant:
+        hint = (
+            f"for this machine ({have}) {DEFAULT_REPO}:{quant} fits: "
+            f"`qwq-chat models pull {DEFAULT_REPO} --quant {quant}`, then "
+            f"`--model {DEFAULT_REPO}:{quant}`"
+        )
+    else:
+        hint = (
+            f"this machine ({have}) is too small for QwQ-32B's smallest listed quant "
+            f"({DEFAULT_QUANT}, {QUANT_SIZES_GB[DEFAULT_QUANT]} GB); use a remote server with "
+            "--backend openai --base-url URL"
+        )
+    return f"no model given: pass --model PATH.gguf or --model REPO[:QUANT]; {hint}"
+
+
+def describe(models: list[LocalModel]) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": str(m.path),
+            "repo": m.repo,
+            "size_gb": round(m.size_bytes / 1e9, 2),
+            "verified": m.verified,
+        }
+        for m in models
+    ]
