@@ -1,0 +1,89 @@
+"""The standalone binary: PyInstaller builds packaging/qwq-chat.spec, then the binary itself runs.
+
+One build per test session (about 1-2 minutes on 2 cores) into a temp dir; each test runs the built
+`qwq-chat` as a subprocess, with no Python environment to fall back on (PYTHONPATH cleared, cwd
+outside the checkout).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app import __version__
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC = REPO / "packaging" / "qwq-chat.spec"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pyinstaller")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "PyInstaller",
+            "--noconfirm",
+            "--log-level",
+            "WARN",
+            "--distpath",
+            str(out / "dist"),
+            "--workpath",
+            str(out / "work"),
+            str(SPEC),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=out,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    exe = out / "dist" / "qwq-chat" / ("qwq-chat.exe" if os.name == "nt" else "qwq-chat")
+    assert exe.is_file()
+    return exe
+
+
+def run_binary(exe: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+    }
+    return subprocess.run(
+        [str(exe), *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
+    )
+
+
+def test_binary_version(binary: Path, tmp_path: Path) -> None:
+    done = run_binary(binary, "--version", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"qwq-chat {__version__}"
+
+
+def test_binary_bundles_llama_cpp_and_assets(binary: Path, tmp_path: Path) -> None:
+    internal = binary.parent / "_internal"
+    libs = {p.name for p in (internal / "llama_cpp" / "lib").iterdir()}
+    assert any(name.startswith("libllama") or name.startswith("llama") for name in libs), libs
+    shipped = internal / "assets" / "chat_template.jinja"
+    assert shipped.read_bytes() == (REPO / "assets" / "chat_template.jinja").read_bytes()
+    # The training stack stays out of the bundle.
+    assert not (internal / "torch").exists() and not (internal / "transformers").exists()
+
+
+def test_binary_doctor_loads_llama_cpp(binary: Path, tmp_path: Path) -> None:
+    done = run_binary(binary, "doctor", "--json", cwd=tmp_path)
+    report = json.loads(done.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["python"]["details"]["frozen"] is True
+    llama = checks["llama-cpp-python"]
+    assert llama["status"] == "ok", llama["summary"]  # the bundled shared libraries load
+    import llama_cpp
+
+    assert llama["details"]["version"] == llama_cpp.__version__
+    assert llama["details"]["gpu_offload"] is bool(llama_cpp.llama_supports_gpu_offload())
