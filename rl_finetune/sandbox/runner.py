@@ -149,6 +149,8 @@ class Sandbox:
                 return RunResult(
                     "sandbox_error", None, "", "", 0.0, message=f"bad file name {name!r}"
                 )
+        if self.isolation == "none":
+            return self._run_bare(argv, stdin, files, limits)
         uid = self._uids.get()
         fds: list[int] = []
         try:
@@ -163,13 +165,32 @@ class Sandbox:
                 os.close(fd)
             self._uids.put(uid)
 
+    def _run_bare(
+        self, argv: list[str], stdin: str | bytes, files: dict[str, bytes], limits: Limits
+    ) -> RunResult:
+        """Unsafe mode: rlimits only, files in a temporary host directory."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="qwq-unsafe-run-") as tmp:
+            for name, data in files.items():
+                path = os.path.join(tmp, name)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(data)
+            stdin_fd = _memfd(stdin.encode() if isinstance(stdin, str) else stdin)
+            try:
+                cmd = self._command(argv, limits, {}, 0)
+                return _execute(cmd, stdin_fd, (), limits, self.isolation, cwd=tmp)
+            finally:
+                os.close(stdin_fd)
+
     def _command(
         self, argv: list[str], limits: Limits, file_fds: dict[str, int], uid: int
     ) -> list[str]:
         cpu = limits.cpu_s or math.ceil(limits.wall_s) + 1
         rlimits = [
             "prlimit",
-            f"--cpu={cpu}",
+            f"--cpu={cpu}:{cpu + 1}",  # SIGXCPU at the soft limit, SIGKILL a second later
             f"--as={limits.memory_mb << 20}",
             f"--nproc={limits.processes}",
             f"--fsize={limits.file_size_mb << 20}",
@@ -209,6 +230,8 @@ class Sandbox:
                 cmd += ["--dir", f"{WORK_DIR}/{parent}"]
             cmd += ["--file", str(fd), f"{WORK_DIR}/{name}"]
         cmd += [
+            "--remount-ro", "/dev",  # bwrap's /dev is an unbounded tmpfs: no files there
+            "--size", str(limits.tmpfs_mb << 20), "--tmpfs", "/dev/shm",
             "--remount-ro", "/",
             "--chdir", WORK_DIR,
             "--setenv", "HOME", WORK_DIR,
@@ -245,7 +268,12 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _execute(
-    cmd: list[str], stdin_fd: int, pass_fds: tuple[int, ...], limits: Limits, isolation: Isolation
+    cmd: list[str],
+    stdin_fd: int,
+    pass_fds: tuple[int, ...],
+    limits: Limits,
+    isolation: Isolation,
+    cwd: str = "/",
 ) -> RunResult:
     """Start `cmd`, collect capped output until exit or the deadline, kill the group, classify."""
     start = time.monotonic()
@@ -259,7 +287,7 @@ def _execute(
             pass_fds=pass_fds,
             start_new_session=True,
             env=env,
-            cwd="/" if isolation == "bwrap" else None,
+            cwd=cwd,
         )
     except OSError as exc:
         return RunResult("sandbox_error", None, "", "", 0.0, message=f"cannot start: {exc}")

@@ -14,7 +14,7 @@ MAX_ANSWER_CHARS = 2_000  # a boxed answer longer than this is not an answer, it
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _FINAL_RE = re.compile(
-    r"(?:final answer|the answer)\s*(?:is|:)?\s*[:=]?\s*(.+?)(?:\n|$)", re.IGNORECASE
+    r"(?:final answer|\banswer)\s*(?:is|:)?\s*[:=]?\s*(.+?)(?:\n|$)", re.IGNORECASE
 )
 
 
@@ -66,7 +66,8 @@ def final_answer(completion: str) -> str | None:
        is the usual case; several different boxes are either a multi-part answer ("x=1 and x=2") or a
        hedge ("\boxed{3} or \boxed{7}") and are compared as a whole, so a hedge never matches a single
        gold answer.
-    3. No box: the text after "final answer is" / "the answer is" on the last such line.
+    3. No box: the text after "final answer is" / "answer:" on the last such line (an opened but
+       unclosed box means the output was cut off: no answer).
     4. Otherwise the last non-empty line, if short.
     """
     region = strip_reasoning(completion)
@@ -76,6 +77,8 @@ def final_answer(completion: str) -> str | None:
     if boxes:
         answer = ", ".join(boxes)
         return answer if len(answer) <= MAX_ANSWER_CHARS else None
+    if _BOX_RE.search(region):
+        return None  # a box was opened and never closed: the output was cut off
     tail = region[-MAX_ANSWER_CHARS * 4 :]
     matches = list(_FINAL_RE.finditer(tail))
     if matches:
