@@ -68,12 +68,28 @@ class TestResult:
         return asdict(self)
 
 
-def program_for(code: str, test: TestCase, entry_point: str | None) -> tuple[str, str]:
-    """The program text and stdin for one test."""
+SOLUTION_FILE = "solution.py"
+_ASSERT_PRELUDE = (
+    "import runpy as _runpy\n"
+    "globals().update({_k: _v for _k, _v in _runpy.run_path("
+    f"{SOLUTION_FILE!r}, run_name='solution').items() if not _k.startswith('__')}})\n"
+)
+
+
+def program_for(
+    code: str, test: TestCase, entry_point: str | None
+) -> tuple[str, str, dict[str, bytes]]:
+    """(program, stdin, extra files) for one test.
+
+    stdin tests run the code as the main program. Assert tests import it as a module first (so an
+    `if __name__ == "__main__":` demo in the answer does not run and wait for input), then run the
+    asserts with the answer's names in scope and `candidate` bound to the entry point.
+    """
     if test.assert_ is None:
-        return code, test.stdin
-    alias = f"\ncandidate = {entry_point}\n" if entry_point else "\n"
-    return f"{code}\n{alias}\n{test.assert_}\n", ""
+        return code, test.stdin, {}
+    alias = f"candidate = {entry_point}\n" if entry_point else ""
+    program = f"{_ASSERT_PRELUDE}{alias}{test.assert_}\n"
+    return program, "", {SOLUTION_FILE: code.encode()}
 
 
 def verdict_for(test: TestCase, run: RunResult) -> Verdict:
@@ -98,13 +114,13 @@ def judge(
     code: str,
     tests: list[TestCase],
     entry_point: str | None,
-    run: Callable[[str, str], RunResult],
+    run: Callable[[str, str, dict[str, bytes]], RunResult],
 ) -> list[TestResult]:
-    """Run each test through `run(program, stdin)` in order (the server runs them concurrently)."""
+    """Run each test through `run(program, stdin, files)` in order (the server runs them
+    concurrently)."""
     results = []
     for test in tests:
-        program, stdin = program_for(code, test, entry_point)
-        r = run(program, stdin)
+        r = run(*program_for(code, test, entry_point))
         results.append(to_result(test, r))
     return results
 

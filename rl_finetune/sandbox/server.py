@@ -194,7 +194,7 @@ def create_app(config: ServerConfig | None = None, sandbox: Sandbox | None = Non
         )
         with scheduler.admit(len(tests)):
             runs = await asyncio.gather(
-                *(scheduler.run(*program_for(code, t, entry_point), {}, limits) for t in tests)
+                *(scheduler.run(*program_for(code, t, entry_point), limits) for t in tests)
             )
         results = [to_result(t, r) for t, r in zip(tests, runs, strict=True)]
         passed = sum(r.verdict == "passed" for r in results)
