@@ -87,3 +87,53 @@ def test_binary_doctor_loads_llama_cpp(binary: Path, tmp_path: Path) -> None:
 
     assert llama["details"]["version"] == llama_cpp.__version__
     assert llama["details"]["gpu_offload"] is bool(llama_cpp.llama_supports_gpu_offload())
+
+
+CONVERSATION = [
+    {"role": "system", "content": "You are a careful assistant."},
+    {"role": "user", "content": "What is 2+2?"},
+    {"role": "assistant", "content": "<think>\nAdd them.\n</think>\n\n4"},
+    {"role": "user", "content": "And 3+3?"},
+]
+
+
+def run_python_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The same command through the installed Python package, as the reference."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+    )
+
+
+def test_binary_render_prompt_matches_the_python_package(binary: Path, tmp_path: Path) -> None:
+    conversation = tmp_path / "conversation.json"
+    conversation.write_text(json.dumps(CONVERSATION), encoding="utf-8")
+    done = run_binary(binary, "render-prompt", str(conversation), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert text.startswith("<|im_start|>system\nYou are a careful assistant.<|im_end|>\n")
+    assert "Add them." not in text  # the template strips earlier reasoning
+    assert text.endswith("<|im_start|>assistant\n<think>\n")
+    assert text == run_python_cli("render-prompt", str(conversation), cwd=tmp_path).stdout
+
+
+def answer_events(stdout: str) -> list[dict]:
+    events = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    return [e for e in events if e["type"] != "stats"]  # stats hold timings
+
+
+def test_binary_ask_runs_the_tiny_gguf(
+    binary: Path, tmp_path: Path, tiny_gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QWQ_CHAT_SAMPLING__SEED", "7")  # same seed, same llama.cpp: same tokens
+    args = ("ask", "What is 2+2?", "--model", str(tiny_gguf), "--json", "--max-tokens", "12")
+    args += ("--n-ctx", "512", "--no-save")
+    done = run_binary(binary, *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    stats = [e for e in lines if e["type"] == "stats"]
+    assert len(stats) == 1 and stats[0]["completion_tokens"] == 12
+    assert lines[-1]["type"] == "done" and lines[-1]["error"] is None
+    assert {e["type"] for e in lines[:-2]} <= {"reasoning", "answer"} and lines[:-2]
+    reference = run_python_cli(*args, cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr
+    assert answer_events(done.stdout) == answer_events(reference.stdout)
