@@ -52,6 +52,7 @@ class ScriptedEngine:
         gpu_layers: int = 0,
         load_delay_s: float = 0.0,
         fixed_stats: Stats | None = None,
+        release_gil: bool = False,
     ) -> None:
         self.turns = turns
         self.delay_s = delay_s
@@ -60,6 +61,7 @@ class ScriptedEngine:
         self.calls: list[dict[str, Any]] = []  # each stream() call: messages, sampling, prefill
         self._cancel = threading.Event()
         self.closed = False
+        self.release_gil = release_gil  # drop the GIL per piece, as llama.cpp does while decoding
         self.fixed_stats = fixed_stats  # reported instead of measured figures (for snapshots)
         self.gate: threading.Event | None = None  # when set by a test: each piece waits for it
         if load_delay_s:
@@ -91,8 +93,8 @@ class ScriptedEngine:
             if count >= sampling.max_tokens:
                 finish = "length"
                 break
-            if self.delay_s:
-                time.sleep(self.delay_s)
+            if self.delay_s or self.release_gil:
+                time.sleep(self.delay_s)  # sleep(0) still releases the GIL, like a native engine
             if first is None:
                 first = time.perf_counter() - start
             count += 1

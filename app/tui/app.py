@@ -6,6 +6,7 @@ line) and a message sent meanwhile waits for it.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ from app.config import DEFAULT_KEYMAP, Settings
 from app.engines.base import Engine
 from app.session import Session
 from app.store import Store, open_store
+from app.tools.registry import ToolRegistry, build_registry
 from app.tui import clipboard
 from app.tui.chat_screen import ChatScreen
 from app.tui.export import export_conversation
 
+SWITCH_INTERVAL_S = 0.0005
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 
 
@@ -52,9 +55,15 @@ class ChatApp(App):
         self.keymap = {**DEFAULT_KEYMAP, **settings.ui.keymap}
         self._first_conversation = conversation_id
         self.clipboard_fallback: Path | None = None
+        self.tools: ToolRegistry | None = None
 
     # -- start-up ------------------------------------------------------------------------------------
     def on_mount(self) -> None:
+        # The engine runs in a thread and needs the GIL back after every token; the default 5 ms
+        # switch interval would let a busy frame delay each token by up to 5 ms (and a fast
+        # producer delay the UI likewise). Hand over sooner, in both directions.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.theme = THEMES[self.settings.ui.theme]
         self.set_keymap(self.keymap)  # binding ids are the keymap's action names
         self.chat_screen = ChatScreen(
@@ -69,6 +78,7 @@ class ChatApp(App):
     def load_engine(self) -> None:
         """Load the model off the UI thread; the user can type (and even send) meanwhile."""
         try:
+            self.tools = build_registry(self.settings.tools)
             engine = self.engine_factory()
         except Exception as exc:  # a bad model path, out of memory...: say so, keep the app usable
             self.call_from_thread(self._engine_failed, str(exc))
@@ -82,6 +92,7 @@ class ChatApp(App):
     async def _engine_ready(self, engine: Engine) -> None:
         self.engine = engine
         self.chat_screen.session.engine = engine
+        self.chat_screen.session.tools = self.tools
         status = self.chat_screen.status
         status.state = "ready"
         status.model = self.settings.model or getattr(engine, "name", "")
@@ -91,7 +102,12 @@ class ChatApp(App):
         await self.chat_screen.send_pending()
 
     def new_session(self, conversation_id: str | None = None) -> Session:
-        return Session.from_settings(self.settings, self.store, self.engine, conversation_id)
+        # Tools are built once in the loading worker (the calculator imports sympy: ~1 s that
+        # must not delay the first frame); until then a session has none.
+        without_tools = self.settings.model_copy(update={"tools": []})
+        session = Session.from_settings(without_tools, self.store, self.engine, conversation_id)
+        session.tools = self.tools
+        return session
 
     # -- services for the screen ---------------------------------------------------------------------
     def export_conversation(self, session: Session) -> tuple[Path, Path]:
@@ -113,5 +129,6 @@ class ChatApp(App):
         self.theme = THEMES["light"] if self.theme == THEMES["dark"] else THEMES["dark"]
 
     def on_unmount(self) -> None:
+        sys.setswitchinterval(self._switch_interval)
         if self.engine is not None:
             self.engine.close()

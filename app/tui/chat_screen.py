@@ -35,7 +35,9 @@ from app.tui.widgets.status import StatusLine
 if TYPE_CHECKING:
     from app.tui.app import ChatApp
 
-FRAME_S = 1 / 30  # the UI applies streamed text at most this often
+FRAME_S = 1 / 30  # the UI applies streamed text at most this often...
+MAX_FRAME_S = 1 / 4  # ...and at least this often
+UI_CPU_SHARE = 0.5  # above this share of a core, updates are spaced out (the engine needs CPU too)
 HISTORY_PAGE = (
     40  # messages mounted when a chat opens; older ones on request (long chats stay fast)
 )
@@ -90,6 +92,8 @@ class ChatScreen(Screen):
         self.worker: Worker | None = None
         self.pending_prompt: str | None = None  # sent before the model finished loading
         self._last_drain = 0.0
+        self._last_cpu = 0.0
+        self.frame_s = FRAME_S  # adapted to what the UI costs on this machine (see drain())
         self._drain_scheduled = False
         self._older: list[Widget] = []  # views of old messages not mounted yet
         self.applied_tokens = 0  # deltas shown so far in the current turn (benchmarks read this)
@@ -248,7 +252,7 @@ class ChatScreen(Screen):
         self.post_message(StreamWake())
 
     async def on_stream_wake(self, _: StreamWake) -> None:
-        wait = FRAME_S - (time.monotonic() - self._last_drain)
+        wait = self.frame_s - (time.monotonic() - self._last_drain)
         if wait > 0:
             if not self._drain_scheduled:
                 self._drain_scheduled = True
@@ -262,7 +266,7 @@ class ChatScreen(Screen):
 
     async def drain(self) -> None:
         """Apply everything the worker produced since the last frame."""
-        self._last_drain = time.monotonic()
+        self._pace()
         view = self.live_view
         events = self.buffer.drain()
         if view is None or not events:
@@ -288,6 +292,20 @@ class ChatScreen(Screen):
         self.applied_tokens += tokens
         if self.on_tokens is not None:
             self.on_tokens(self.applied_tokens)
+
+    def _pace(self) -> None:
+        """Space updates out when drawing them used more than UI_CPU_SHARE of a core.
+
+        The UI thread's CPU time (our updates plus Textual's layout and rendering) since the last
+        update tells what a frame costs here; on a slow or busy machine fewer, bigger updates
+        keep the engine's thread fed, and the cost per token stays flat.
+        """
+        now, cpu = time.monotonic(), time.thread_time()
+        if self._last_drain:
+            share = (cpu - self._last_cpu) / max(now - self._last_drain, 1e-6)
+            factor = 1.25 if share > UI_CPU_SHARE else 0.8
+            self.frame_s = min(MAX_FRAME_S, max(FRAME_S, self.frame_s * factor))
+        self._last_drain, self._last_cpu = now, cpu
 
     async def _finish(self, view: AssistantMessage, done: Done) -> None:
         await view.finish(done.finish_reason)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import threading
 
-from conftest import ANSWER, REASONING, make_app, send, wait_for, wait_idle
 from textual.widgets import Input, Markdown, TextArea
+from tui_helpers import ANSWER, REASONING, make_app, send, wait_for, wait_idle
 
 from app.engines.scripted import qwq_turn, words
 from app.tui.chat_screen import HISTORY_PAGE

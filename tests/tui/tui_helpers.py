@@ -1,11 +1,9 @@
-"""Helpers for the TUI tests: a ChatApp on a scripted engine and a real SQLite store in tmp dirs."""
+"""Helpers for the TUI tests and benchmarks (imported as `tui_helpers`): a ChatApp on a scripted engine and a real SQLite store in tmp dirs."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from app.config import load_settings
 from app.engines.scripted import ScriptedEngine, qwq_turn
@@ -74,8 +72,3 @@ async def send(pilot: Any, app: ChatApp, text: str) -> None:
     await pilot.press("enter")
     await pilot.pause()
     await wait_idle(pilot, app)
-
-
-@pytest.fixture
-def app_and_engine() -> tuple[ChatApp, ScriptedEngine]:
-    return make_app()
