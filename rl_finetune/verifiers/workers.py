@@ -190,6 +190,10 @@ class TimeoutPool:
         futures = [self.submit(*args, timeout=timeout) for args in arg_tuples]
         return [f.result() for f in futures]
 
+    def worker_pids(self) -> list[int]:
+        """Pids of the live children (for CPU accounting in benchmarks)."""
+        return [slot.proc.pid for slot in self._slots if slot.proc is not None]
+
     def close(self) -> None:
         """Stop the children (after the calls already queued)."""
         if self._closed:

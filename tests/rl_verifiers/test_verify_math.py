@@ -45,7 +45,9 @@ def test_works_off_the_main_thread() -> None:
     results: list[float] = []
     threads = [
         threading.Thread(
-            target=lambda i=i: results.append(mv.verify(R + rf"\boxed{{{i}}}", str(i)))
+            target=lambda i=i: results.append(
+                mv.verify(R + rf"\boxed{{\frac{{{i}}}{{7}}}}", f"{i}/7")
+            )
         )
         for i in range(8)
     ]
@@ -86,7 +88,15 @@ def test_megabytes_of_text_score_within_the_timeout() -> None:
 def test_pool_recovers_after_a_killed_worker() -> None:
     assert mv.verify(R + r"\boxed{10^{10^{10}}}", "1", timeout=1.0) == 0.0
     # the killed child is replaced; normal checks continue to work
-    assert mv.verify_batch([R + r"\boxed{3}"] * 4, ["3"] * 4) == [1.0] * 4
+    assert mv.verify_batch([R + r"\boxed{\frac34}"] * 4, ["0.75"] * 4) == [1.0] * 4
+
+
+def test_integers_and_missing_answers_skip_the_worker_pool() -> None:
+    assert mv.quick_score(R + r"\boxed{1\,024}", "1024") == 1.0
+    assert mv.quick_score(R + r"\boxed{1023}", "1024") == 0.0
+    assert mv.quick_score("<think>no answer yet", "1024") == 0.0
+    assert mv.quick_score(R + r"\boxed{2^{10}}", "1024") is None  # needs the parser
+    assert mv.verify(R + r"\boxed{2^{10}}", "1024") == 1.0
 
 
 def test_batch_rejects_mismatched_lengths() -> None:
