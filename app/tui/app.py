@@ -96,9 +96,11 @@ class ChatApp(App):
         status = self.chat_screen.status
         status.state = "ready"
         status.model = self.settings.model or getattr(engine, "name", "")
-        note = getattr(engine, "gpu_note", None)  # e.g. "GPU visible but CPU-only build: ..."
-        if note:
-            self.notify(str(note), severity="warning", timeout=20)
+        plan = getattr(engine, "gpu_plan", None)  # llama.cpp: GPU offload decided at load time
+        if plan is not None:
+            status.model += f" · {plan.summary}"
+            if plan.warning:  # e.g. a GPU is visible but llama-cpp-python was built without it
+                self.notify(plan.warning, title="GPU", severity="warning", timeout=30)
         await self.chat_screen.send_pending()
 
     def new_session(self, conversation_id: str | None = None) -> Session:
