@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shlex
 import shutil
 import subprocess
@@ -332,17 +333,35 @@ def is_gguf(path: Path) -> bool:
         return False
 
 
+def pull_hint() -> str:
+    """The pull command for the best QwQ-32B quantization that fits this machine (app.hub's rule)."""
+    from app import hub
+
+    quant = hub.recommend_quant(hub.usable_memory_bytes())
+    if quant is None:
+        return (
+            f"QwQ-32B's smallest listed quant ({hub.DEFAULT_QUANT}) does not fit here; use a remote "
+            "server: qwq-chat --backend openai --base-url URL --model NAME"
+        )
+    return f"qwq-chat models pull {hub.DEFAULT_REPO} --quant {quant}  (or pass --model PATH.gguf)"
+
+
 def check_models(models_dir: Path) -> Check:
     files = gguf_files(models_dir)
-    listed = [{"path": str(p), "size": p.stat().st_size, "valid": is_gguf(p)} for p in files]
+    verified = _verified_downloads()
+    listed = [
+        {
+            "path": str(p),
+            "size": p.stat().st_size,
+            "valid": is_gguf(p),
+            "verified": str(p) in verified,
+        }
+        for p in files
+    ]
     details = {"models_dir": str(models_dir), "files": listed}
     if not files:
         return Check(
-            "models",
-            "warn",
-            f"no GGUF models in {models_dir}",
-            fix="qwq-chat models pull Qwen/QwQ-32B-GGUF --quant Q4_K_M  (or pass --model PATH.gguf)",
-            details=details,
+            "models", "warn", f"no GGUF models in {models_dir}", fix=pull_hint(), details=details
         )
     broken = [item["path"] for item in listed if not item["valid"]]
     names = ", ".join(f"{Path(i['path']).name} ({i['size'] / GIB:.2f} GiB)" for i in listed)
@@ -357,8 +376,16 @@ def check_models(models_dir: Path) -> Check:
     return Check("models", "ok", f"{len(files)} in {models_dir}: {names}", details=details)
 
 
+def _verified_downloads() -> set[str]:
+    """Paths of downloads whose sha256 app.hub checked against the Hub."""
+    from app import hub
+
+    return {str(m.path) for m in hub.list_local() if m.verified}
+
+
 def check_configured_model(ram_total: int | None, gpus: list[Gpu]) -> Check:
     """The model the config (file or QWQ_CHAT_MODEL) names: does it exist, and does it fit?"""
+    from app import hub
     from app.config import default_config_path, load_settings
     from app.errors import UserError
 
@@ -385,9 +412,23 @@ def check_configured_model(ram_total: int | None, gpus: list[Gpu]) -> Check:
             "config", "ok", f"remote model {model!r} at {settings.base_url}", details=details
         )
     path = Path(model).expanduser()
+    if settings.backend == "llama" and hub.is_repo_ref(model):
+        repo, quant = hub.parse_repo_ref(model)
+        local = hub.find_local(repo, quant)
+        if local is None:
+            pull = f"qwq-chat models pull {repo}" + (f" --quant {quant}" if quant else "")
+            return Check(
+                "config",
+                "info",
+                f"configured model {model} is not downloaded yet: it is pulled on first use "
+                f"(or now: {pull})",
+                details=details,
+            )
+        path = local
     if path.exists():
         size = _path_size(path)
         details["size"] = size
+        details["path"] = str(path)
         return _fit_check(path, size, ram_total, gpus, details)
     if _looks_like_path(model):
         return Check(
@@ -431,7 +472,13 @@ def _looks_like_path(model: str) -> bool:
 
 
 def _path_size(path: Path) -> int:
+    """Bytes of a model: a file (all parts of a split GGUF) or a checkpoint directory."""
     if path.is_file():
+        split = re.search(r"-00001-of-(\d{5})\.gguf$", path.name)
+        if split:
+            prefix = path.name[: split.start()]
+            parts = path.parent.glob(f"{prefix}-*-of-{split.group(1)}.gguf")
+            return sum(p.stat().st_size for p in parts)
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from app import __version__, paths
+from app import __version__, hub, paths
 from app.doctor import (
+    _path_size,
     backends_from_libs,
     parse_nvidia_smi,
     parse_system_info,
@@ -69,7 +70,9 @@ def test_doctor_reports_this_install(isolated_state: Path) -> None:
     assert checks["ram"]["details"]["total"] > 0
     # A fresh state dir has no models yet: a warning with the pull command, not a failure.
     assert checks["models"]["status"] == "warn"
-    assert "models pull" in checks["models"]["fix"]
+    fix = checks["models"]["fix"]
+    # The best QwQ-32B quant that fits this machine, or a remote server when none does.
+    assert "qwq-chat models pull Qwen/QwQ-32B-GGUF --quant " in fix or "--backend openai" in fix
     assert checks["config"]["details"]["model"] is None
 
 
@@ -103,6 +106,33 @@ def test_doctor_checks_configured_model(isolated_state: Path, smollm_gguf: Path)
     config = by_name(report)["config"]
     assert code == 1 and report["ok"] is False
     assert config["status"] == "fail" and str(missing) in config["summary"]
+
+
+def test_doctor_resolves_a_configured_hub_repo(isolated_state: Path, smollm_gguf: Path) -> None:
+    code, report = doctor_json({"QWQ_CHAT_MODEL": "someone/Some-GGUF:Q4_1"})
+    config = by_name(report)["config"]
+    assert code == 0 and config["status"] == "info"
+    assert "qwq-chat models pull someone/Some-GGUF --quant Q4_1" in config["summary"]
+
+    # Once downloaded (and verified, as `models pull` leaves it), the doctor checks that file.
+    download = hub.repo_dir("someone/Some-GGUF") / "some-model.Q4_1.gguf"
+    download.parent.mkdir(parents=True)
+    download.symlink_to(smollm_gguf)
+    Path(str(download) + hub.VERIFIED_SUFFIX).touch()
+    code, report = doctor_json({"QWQ_CHAT_MODEL": "someone/Some-GGUF:Q4_1"})
+    config = by_name(report)["config"]
+    assert code == 0 and config["status"] == "ok"
+    assert config["details"]["path"] == str(download)
+    assert config["details"]["size"] == smollm_gguf.stat().st_size
+    listed = by_name(report)["models"]["details"]["files"]
+    assert [(f["path"], f["verified"]) for f in listed] == [(str(download), True)]
+
+
+def test_split_gguf_size_counts_every_part(tmp_path: Path) -> None:
+    for i, size in enumerate((5, 7, 11), start=1):
+        (tmp_path / f"qwq-32b-q8_0-{i:05d}-of-00003.gguf").write_bytes(b"x" * size)
+    (tmp_path / "other.gguf").write_bytes(b"x" * 100)
+    assert _path_size(tmp_path / "qwq-32b-q8_0-00001-of-00003.gguf") == 23
 
 
 def test_doctor_fails_on_invalid_config(isolated_state: Path) -> None:
