@@ -72,12 +72,26 @@ THRESHOLDS: dict[str, Thresholds] = {
     "MOSTLY_Q5_0": Thresholds(min_top1=0.80, max_kl=0.10),
     "MOSTLY_Q5_1": Thresholds(min_top1=0.80, max_kl=0.10),
 }
-# Anything at about 4 bits or below.
-LOW_BIT = Thresholds(min_top1=0.60, max_kl=0.35)
+# About 4 bits per weight (Q4_K_M, Q4_0, IQ4_XS, Q3_K_L, ...), and below that.
+FOUR_BIT = Thresholds(min_top1=0.55, max_kl=0.25)
+LOW_BIT = Thresholds(min_top1=0.30, max_kl=1.0)
+_LOW_BIT_PREFIXES = (
+    "MOSTLY_Q1",
+    "MOSTLY_Q2",
+    "MOSTLY_IQ1",
+    "MOSTLY_IQ2",
+    "MOSTLY_TQ",
+    "MOSTLY_IQ3",
+)
+_LOW_BIT_NAMES = ("MOSTLY_Q3_K_S", "MOSTLY_Q3_K_M")
 
 
 def thresholds_for(file_type: str) -> Thresholds:
-    return THRESHOLDS.get(file_type, LOW_BIT)
+    if file_type in THRESHOLDS:
+        return THRESHOLDS[file_type]
+    if file_type.startswith(_LOW_BIT_PREFIXES) or file_type in _LOW_BIT_NAMES:
+        return LOW_BIT
+    return FOUR_BIT
 
 
 @dataclass
@@ -134,12 +148,14 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 
 def logit_metrics(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
     """top-1 agreement, NMSE and mean KL(ref || got) over positions (rows)."""
-    ref = ref.astype(np.float64)
-    got = got.astype(np.float64)
+    ref = ref.astype(np.float32)
+    got = got.astype(np.float32)
     top1 = float((ref.argmax(-1) == got.argmax(-1)).mean())
-    nmse = float(((ref - got) ** 2).sum() / (ref**2).sum())
+    nmse = float(
+        np.square(ref - got, dtype=np.float64).sum() / np.square(ref, dtype=np.float64).sum()
+    )
     lp, lq = _log_softmax(ref), _log_softmax(got)
-    kl = float((np.exp(lp) * (lp - lq)).sum(-1).mean())
+    kl = float((np.exp(lp) * (lp - lq)).sum(-1, dtype=np.float64).mean())
     return {"top1": top1, "nmse": nmse, "kl": kl}
 
 
