@@ -320,22 +320,24 @@ class Session:
                 for chunk in stream:
                     if splitter is None:
                         splitter = Splitter(getattr(engine, "prompt_opens_reasoning", True))
+                    events: list[Event] = []
                     if chunk.text:
                         tokens += 1
                         if not chunk.reasoning:
                             raw += chunk.text
                         if chunk.reasoning or splitter.state == REASONING:
                             reasoning_tokens += 1
-                        for event in splitter.feed(chunk.text, chunk.reasoning):
+                        events = splitter.feed(chunk.text, chunk.reasoning)
+                        for event in events:
                             self._apply(message, event, calls)
-                            yield event
                     if chunk.stats is not None:
                         stats = dataclasses.replace(chunk.stats, reasoning_tokens=reasoning_tokens)
                         message.stats = _stats_dict(stats)
-                        yield stats
+                        events.append(stats)
                     if chunk.finish_reason:
                         finish = chunk.finish_reason
-                    self._persist(message)
+                    self._persist(message)  # before the UI shows it: what was seen is on disk
+                    yield from events
                     if self._cancel.is_set():
                         finish = "cancelled"
                         break

@@ -314,7 +314,7 @@ def _message(row: sqlite3.Row) -> Message:
     )
 
 
-def open_store(path: str | Path | None = None) -> Store:
+def open_store(path: str | Path | None = None, timeout_s: float = 5.0) -> Store:
     """Open the conversation database; if it is corrupt or locked, keep the file and fall back.
 
     The fallback is an in-memory store with `warning` set to a message for the user: what is wrong,
@@ -322,7 +322,7 @@ def open_store(path: str | Path | None = None) -> Store:
     """
     db_path = Path(path) if path is not None else default_db_path()
     try:
-        return Store(db_path)
+        return Store(db_path, timeout_s=timeout_s)
     except StoreError as exc:
         store = Store(":memory:")
         store.warning = (
