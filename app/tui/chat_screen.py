@@ -109,7 +109,7 @@ class ChatScreen(Screen):
                 newline_key=self.keymap["newline"],
                 id="composer",
             )
-        yield StatusLine(id="status")
+            yield StatusLine(id="status")
         yield Footer()
 
     @property

@@ -72,3 +72,9 @@ async def send(pilot: Any, app: ChatApp, text: str) -> None:
     await pilot.press("enter")
     await pilot.pause()
     await wait_idle(pilot, app)
+
+
+def screen_text(app: ChatApp) -> str:
+    """The screen as plain text, one line per terminal row (for assertions and debugging)."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join(strip.text.rstrip() for strip in strips)

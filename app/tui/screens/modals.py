@@ -9,20 +9,23 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, TextArea
 
-DIALOG_CSS = """
-ModalScreen { align: center middle; }
-ModalScreen > Vertical { width: 80%; max-width: 100; height: auto; border: thick $primary;
-    background: $surface; padding: 1 2; }
-ModalScreen Horizontal { height: auto; align-horizontal: right; margin-top: 1; }
-ModalScreen Button { margin-left: 1; }
-ModalScreen TextArea { height: 12; }
-"""
+
+def dialog_css(name: str) -> str:
+    """The shared look of the dialogs (DEFAULT_CSS is scoped, so each names its own class)."""
+    return f"""
+    {name} {{ align: center middle; background: $background 60%; }}
+    {name} > Vertical {{ width: 80%; max-width: 100; height: auto; border: thick $primary;
+        background: $surface; padding: 1 2; }}
+    {name} Horizontal {{ height: auto; align-horizontal: right; margin-top: 1; }}
+    {name} Button {{ margin-left: 1; }}
+    {name} TextArea {{ height: 12; }}
+    """
 
 
 class RenameScreen(ModalScreen[str | None]):
     """Ask for a new title; dismisses with the title, or None when cancelled."""
 
-    DEFAULT_CSS = DIALOG_CSS
+    DEFAULT_CSS = dialog_css("RenameScreen")
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(self, title: str) -> None:
@@ -51,7 +54,7 @@ class RenameScreen(ModalScreen[str | None]):
 class ConfirmScreen(ModalScreen[bool]):
     """Yes/no question; `y` confirms, `n`/Esc cancels."""
 
-    DEFAULT_CSS = DIALOG_CSS
+    DEFAULT_CSS = dialog_css("ConfirmScreen")
     BINDINGS = [
         Binding("escape,n", "dismiss(False)", "No"),
         Binding("y", "dismiss(True)", "Yes"),
@@ -76,7 +79,7 @@ class ConfirmScreen(ModalScreen[bool]):
 class EditScreen(ModalScreen[str | None]):
     """Edit a user message; ctrl+s (or the button) resends it, Esc cancels."""
 
-    DEFAULT_CSS = DIALOG_CSS
+    DEFAULT_CSS = dialog_css("EditScreen")
     BINDINGS = [
         Binding("escape", "dismiss(None)", "Cancel"),
         Binding("ctrl+s", "resend", "Resend"),

@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, TextArea
 
 from app.config import SamplingSettings
-from app.tui.screens.modals import DIALOG_CSS
+from app.tui.screens.modals import dialog_css
 
 # (field, label) in display order; all live in SamplingSettings except max_tokens/reasoning_budget.
 SAMPLING_FIELDS = [
@@ -31,14 +31,14 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
     """Dismisses with {"system_prompt", "sampling": {...}, "max_tokens", "reasoning_budget"}."""
 
     DEFAULT_CSS = (
-        DIALOG_CSS
+        dialog_css("SettingsScreen")
         + """
     SettingsScreen > Vertical { max-height: 90%; }
     SettingsScreen VerticalScroll { height: auto; max-height: 30; }
-    SettingsScreen .row { height: 3; }
-    SettingsScreen .row > Label { width: 28; padding: 1 1 0 0; }
+    SettingsScreen .row { height: 1; margin-bottom: 1; }
+    SettingsScreen .row > Label { width: 28; }
     SettingsScreen .row > Input { width: 1fr; }
-    SettingsScreen #system_prompt { height: 6; }
+    SettingsScreen #system_prompt { height: 5; margin-bottom: 1; }
     SettingsScreen #error { color: $error; height: auto; }
     """
     )
@@ -54,15 +54,19 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
             yield Label("Settings for this chat")
             with VerticalScroll():
                 yield Label("System prompt")
-                yield TextArea(self.values.get("system_prompt", ""), id="system_prompt")
+                yield TextArea(
+                    self.values.get("system_prompt", ""), id="system_prompt", compact=True
+                )
                 for name, label in SAMPLING_FIELDS:
                     with Horizontal(classes="row"):
                         yield Label(label)
-                        yield Input(str(sampling.get(name, "")), id=name)
+                        yield Input(str(sampling.get(name, "")), id=name, compact=True)
                 for name, label in LIMIT_FIELDS:
                     with Horizontal(classes="row"):
                         yield Label(label)
-                        yield Input(str(self.values.get(name, "")), id=name, type="integer")
+                        yield Input(
+                            str(self.values.get(name, "")), id=name, type="integer", compact=True
+                        )
             yield Label("", id="error")
             with Horizontal():
                 yield Button("Cancel", id="cancel")

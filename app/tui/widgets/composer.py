@@ -11,7 +11,7 @@ class Composer(TextArea):
     """Enter sends (by default); the "newline" key (shift+enter, or ctrl+j) inserts a line break."""
 
     DEFAULT_CSS = """
-    Composer { height: auto; max-height: 10; min-height: 3; dock: bottom; margin-bottom: 1; }
+    Composer { height: auto; max-height: 10; min-height: 3; }
     """
 
     class Submitted(Message):

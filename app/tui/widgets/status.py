@@ -12,7 +12,7 @@ class StatusLine(Static):
     """Shows what the last generation cost and what the model is doing now."""
 
     DEFAULT_CSS = """
-    StatusLine { height: 1; dock: bottom; background: $panel; color: $text-muted; padding: 0 1; }
+    StatusLine { height: 1; background: $panel; color: $text-muted; padding: 0 1; }
     """
 
     state: reactive[str] = reactive("loading model…")
