@@ -132,6 +132,9 @@ def run_ask(
     from app.session import Session
     from app.store import Store, open_store
 
+    from app.logs import setup_logging
+
+    setup_logging()
     out = out or sys.stdout
     err = err or sys.stderr
     store = open_store() if save else Store(":memory:")
@@ -145,16 +148,25 @@ def run_ask(
     session = Session.from_settings(settings, store, engine)
     events = session.send(prompt)
     done: Done | None = None
+    code: int | None = None
     try:
         for event in events:
             printer.handle(event)
             if isinstance(event, Done):
                 done = event
     except KeyboardInterrupt:
-        session.cancel()
-        events.close()  # marks the partial answer as stopped in the store
-        return 130
+        code = 130
+    except BrokenPipeError:  # `qwq-chat ask ... | head`: the reader left; stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+        code = 0
     finally:
+        if code is not None:
+            session.cancel()
+        events.close()  # an interrupted answer is marked stopped in the store, never lost
         engine.close()
         store.close()
+    if code is not None:
+        return code
     return 1 if done is None or done.finish_reason == "error" else 0

@@ -14,6 +14,9 @@ from app.errors import UserError
 
 def create_engine(settings: Any, progress: bool = False) -> Engine:
     """The engine for `app.config.Settings`; `progress` shows download progress bars (terminal)."""
+    from app.logs import setup_logging
+
+    setup_logging()
     if settings.backend == "llama":
         from app.engines.llama_engine import LlamaEngine
         from app.hub import resolve_model

@@ -1,0 +1,28 @@
+"""The app's own log file (`app.paths.log_dir()/qwq-chat.log`): warnings never go to the terminal.
+
+Python's last-resort handler would print warnings on stderr, i.e. over a running TUI; the "app"
+logger writes to a file instead. llama.cpp's own log has its own file (see llama_engine).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from app import paths
+
+LOG_FILE_NAME = "qwq-chat.log"
+_configured = False
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Attach the file handler to the `app` logger once per process."""
+    global _configured
+    if _configured:
+        return
+    handler = logging.FileHandler(paths.log_dir() / LOG_FILE_NAME, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("app")
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    _configured = True

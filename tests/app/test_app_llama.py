@@ -1,0 +1,127 @@
+"""The real llama.cpp path: tiny QwQ-shaped GGUF (from convert/) and SmolLM2-135M (coherent text)."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from app.ask import ANSWER_HEADING, REASONING_HEADING, run_ask
+from app.config import load_settings
+from app.engines.base import Sampling
+from app.engines.llama_engine import LlamaEngine
+from app.events import AnswerDelta, Done, ReasoningDelta, Stats
+from app.session import BUDGET_NOTICE, Session
+from app.store import Store, open_store
+
+
+@pytest.fixture(scope="module")
+def smollm_engine(smollm_gguf: Path):
+    engine = LlamaEngine(smollm_gguf, n_ctx=2048)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_gguf: Path):
+    engine = LlamaEngine(tiny_gguf, n_ctx=2048)
+    yield engine
+    engine.close()
+
+
+def test_ask_json_on_the_tiny_qwq_gguf(tiny_gguf: Path) -> None:
+    settings = load_settings(model=str(tiny_gguf), n_ctx=1024, max_tokens=24)
+    out, err = io.StringIO(), io.StringIO()
+    assert run_ask(settings, "How many r's are in strawberry?", as_json=True, out=out, err=err) == 0
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    types = [e["type"] for e in events]
+    assert types[0] == "reasoning"  # QwQ's prompt opened <think>: output starts inside it
+    assert types[-2:] == ["stats", "done"]
+    stats = events[-2]
+    assert stats["context_size"] == 1024 and stats["prompt_tokens"] > 10
+    assert stats["prompt_tokens_processed"] == stats["prompt_tokens"]  # first turn: nothing cached
+    assert 0 < stats["completion_tokens"] <= 24
+    assert events[-1]["finish_reason"] in ("length", "stop")
+    # saved like a TUI chat, reasoning apart from the answer
+    [conv] = open_store().list_conversations()
+    assistant = open_store().messages(conv.id)[-1]
+    assert assistant.reasoning == "".join(e["text"] for e in events if e["type"] == "reasoning")
+
+
+def test_ask_prints_coherent_text_from_smollm(smollm_gguf: Path) -> None:
+    settings = load_settings(model=str(smollm_gguf), n_ctx=1024, max_tokens=40)
+    settings.sampling.seed = 2
+    out, err = io.StringIO(), io.StringIO()
+    assert run_ask(settings, "What color is the sky on a clear day?", out=out, err=err) == 0
+    text = out.getvalue()
+    assert text.startswith(ANSWER_HEADING + "\n")  # ChatML model: no reasoning section
+    assert REASONING_HEADING not in text
+    assert "blue" in text.lower()
+    assert "--- finish:" in err.getvalue() and "tok/s" in err.getvalue()
+
+
+def test_non_qwq_gguf_uses_its_own_template(
+    smollm_engine: LlamaEngine, tiny_engine: LlamaEngine
+) -> None:
+    assert smollm_engine.template.origin == "gguf" and "not a QwQ" in smollm_engine.template.reason
+    prompt = smollm_engine.render_prompt([{"role": "user", "content": "hi"}])
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert tiny_engine.template.reason == "the model's template is QwQ's upstream one"
+    assert tiny_engine.render_prompt([{"role": "user", "content": "hi"}]).endswith("<think>\n")
+
+
+def test_follow_up_turn_reuses_the_kv_cache(smollm_engine: LlamaEngine) -> None:
+    session = Session(Store(":memory:"), smollm_engine, sampling=Sampling(max_tokens=24, seed=1))
+    stats: list[Stats] = []
+    for text in ("Name a fruit.", "Name a vegetable.", "Name a tree."):
+        stats += [e for e in session.send(text) if isinstance(e, Stats)]
+    first, second, third = stats
+    assert first.prompt_tokens_processed == first.prompt_tokens
+    for turn in (second, third):
+        # only the new user message (plus the chat markup) is evaluated, not the conversation
+        new_tokens = turn.prompt_tokens - first.prompt_tokens
+        assert turn.prompt_tokens_processed < turn.prompt_tokens / 2
+        assert turn.prompt_tokens_processed <= 20, (turn, new_tokens)
+    assert third.prompt_tokens > second.prompt_tokens > first.prompt_tokens
+
+
+def test_reasoning_budget_on_the_real_engine(tiny_engine: LlamaEngine) -> None:
+    session = Session(
+        Store(":memory:"), tiny_engine, sampling=Sampling(max_tokens=30, seed=3), reasoning_budget=6
+    )
+    events = list(session.send("Think hard."))
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
+    assert reasoning.endswith(BUDGET_NOTICE)
+    stats = [e for e in events if isinstance(e, Stats)]
+    assert stats[-1].prompt_tokens_processed < 40  # the continuation reused the cache
+    done = events[-1]
+    assert isinstance(done, Done) and done.finish_reason in ("reasoning_budget", "length")
+    message = session.messages[-1]
+    assert not message.reasoning_unfinished  # closed by the budget
+    assert message.content == "".join(e.text for e in events if isinstance(e, AnswerDelta))
+
+
+def test_cancel_stops_the_real_engine_and_keeps_text(tiny_engine: LlamaEngine) -> None:
+    session = Session(open_store(), tiny_engine, sampling=Sampling(max_tokens=1500, seed=4))
+    seen: list = []
+    started = threading.Event()
+
+    def consume() -> None:
+        for event in session.send("Go on forever."):
+            seen.append(event)
+            if len(seen) == 5:
+                started.set()
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    assert started.wait(60)
+    session.cancel()
+    worker.join(30)
+    assert not worker.is_alive()
+    assert seen[-1] == Done("cancelled")
+    stored = session.store.messages(session.conversation_id)[-1]
+    assert stored.finish_reason == "cancelled" and stored.reasoning
+    assert stored.stats is not None and stored.stats["completion_tokens"] < 1500
