@@ -129,10 +129,9 @@ def run_ask(
 ) -> int:
     """Answer `prompt` with the engine `settings` describe; returns the process exit code."""
     from app.engines import create_engine
+    from app.logs import setup_logging
     from app.session import Session
     from app.store import Store, open_store
-
-    from app.logs import setup_logging
 
     setup_logging()
     out = out or sys.stdout

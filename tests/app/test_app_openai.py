@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -136,7 +137,7 @@ def test_reasoning_content_then_content_then_usage(server, monkeypatch: pytest.M
     # the key went to the server only: not in the engine's repr, not in the database
     assert SECRET not in repr(engine)
     db = open_store().path
-    assert SECRET.encode() not in open(db, "rb").read()
+    assert SECRET.encode() not in Path(db).read_bytes()
 
 
 def test_think_tags_in_content(server, monkeypatch: pytest.MonkeyPatch) -> None:
