@@ -1,9 +1,11 @@
 """Models from the Hugging Face Hub: `--model REPO[:QUANT]`, `qwq-chat models pull` and `models list`.
 
-Downloads go through huggingface_hub (`hf_hub_download` into `app.paths.models_dir()`): it shows
-progress, keeps partial files and resumes them with HTTP Range requests (also on the next run after
-an interrupted one). Each finished file is then checked against the Hub's sha256 (the LFS object
-id); a mismatch moves the file aside and says so. The endpoint is taken from `HF_ENDPOINT` at call
+Downloads go through huggingface_hub (`hf_hub_url` + its `http_get`, with its progress bar and its
+in-call retries that resume with HTTP Range requests) into `app.paths.models_dir()`. The partial
+file is ours (`<name>.part`), so an interrupted download (Ctrl-C, network, kill) resumes on the
+next run too; `hf_hub_download` itself now deletes partial files on failure. Each finished file is
+checked against the Hub's sha256 (the LFS object id) before it is renamed into place; a mismatch
+moves it aside and says so. The endpoint is taken from `HF_ENDPOINT` at call
 time, so a mirror (or a test server) can stand in for the Hub.
 """
 
@@ -169,30 +171,63 @@ def sha256_file(path: Path, chunk: int = 8 * 1024 * 1024) -> str:
 
 def pull(repo: str, quant: str | None = None, progress: bool = True) -> Path:
     """Download (or resume) repo's `quant` GGUF, verify sha256; returns the (first) file's path."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
-
     quant = quant or DEFAULT_QUANT
     files = choose_files(_file_entries(repo), quant)
     target = repo_dir(repo)
-    target.mkdir(parents=True, exist_ok=True)
-    (disable_progress_bars if not progress else enable_progress_bars)()
-    paths_out: list[Path] = []
-    for filename, _size, sha in files:
-        try:
-            local = Path(hf_hub_download(repo, filename, local_dir=target, endpoint=endpoint()))
-        except KeyboardInterrupt:
-            raise UserError(
-                f"download of {filename} interrupted; run the same command again to resume"
-            ) from None
-        except Exception as exc:
-            raise UserError(
-                f"download of {repo}/{filename} failed ({type(exc).__name__}: {exc}); run the same "
-                "command again to resume where it stopped"
-            ) from None
-        verify(local, sha)
-        paths_out.append(local)
+    paths_out = [
+        download_file(repo, name, size, sha, target, progress) for name, size, sha in files
+    ]
     return paths_out[0]
+
+
+def download_file(
+    repo: str, filename: str, size: int | None, sha256: str | None, target: Path, progress: bool
+) -> Path:
+    """One file: appended to `<name>.part` (kept when interrupted, resumed with an HTTP Range
+    request next time), checked against the sha256, then renamed into place."""
+    from huggingface_hub import hf_hub_url
+    from huggingface_hub.file_download import http_get
+    from huggingface_hub.utils import build_hf_headers, disable_progress_bars, enable_progress_bars
+
+    final = target / filename
+    marker = Path(str(final) + VERIFIED_SUFFIX)
+    if final.is_file() and marker.is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part = final.with_name(final.name + ".part")
+    if size is not None and part.is_file() and part.stat().st_size > size:
+        part.unlink()  # longer than the real file: cannot be a prefix of it
+    (enable_progress_bars if progress else disable_progress_bars)()
+    url = hf_hub_url(repo, filename, endpoint=endpoint())
+    try:
+        with part.open("ab") as fh:
+            http_get(
+                url,
+                fh,
+                resume_size=fh.tell(),
+                headers=build_hf_headers(),
+                expected_size=size,
+                displayed_filename=filename,
+            )
+    except KeyboardInterrupt:
+        raise UserError(
+            f"download of {filename} interrupted; {_kept(part)} run the same command to resume"
+        ) from None
+    except Exception as exc:
+        raise UserError(
+            f"download of {repo}/{filename} failed ({type(exc).__name__}: {exc}); {_kept(part)} "
+            "run the same command again to resume where it stopped"
+        ) from None
+    verify(part, sha256)
+    part.replace(final)
+    Path(str(part) + VERIFIED_SUFFIX).replace(marker)
+    return final
+
+
+def _kept(part: Path) -> str:
+    if part.is_file():
+        return f"{part.stat().st_size / 1e9:.2f} GB are kept in {part};"
+    return ""
 
 
 def verify(path: Path, sha256: str | None) -> None:
