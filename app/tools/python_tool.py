@@ -30,7 +30,7 @@ def _get_sandbox() -> Any:
             from rl_finetune.sandbox.runner import Sandbox, SandboxUnavailable
 
             try:
-                sandbox = Sandbox()
+                sandbox = Sandbox(prewarm=1)  # the next call starts without waiting
                 sandbox.check()
                 _sandbox = sandbox
             except SandboxUnavailable as exc:

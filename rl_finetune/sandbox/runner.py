@@ -4,12 +4,12 @@ Layers, outermost first:
 1. The host process group: bwrap starts in a new session; at the wall-clock deadline the whole
    group gets SIGKILL (no SIGTERM to ignore).
 2. The uid: when we are root, bwrap is started as a throw-away unprivileged uid (one per concurrent
-   run) via `setpriv`, because the kernel ignores RLIMIT_NPROC for root, so a fork bomb would win.
+   run; subprocess's `user=`), because the kernel ignores RLIMIT_NPROC for root, so a fork bomb would win.
 3. bubblewrap: new user, PID, network, IPC, UTS and mount namespaces; `/usr` read-only; no `/etc`,
    no home, no host `/proc`; a fresh size-limited tmpfs as the work dir and `/tmp`; the rest of the
    root read-only; `--die-with-parent`, so killing bwrap tears down the PID namespace and with it
    every child the code left behind (daemons included).
-4. rlimits applied inside by `prlimit`: CPU seconds, address space, processes, file size, open
+4. rlimits applied inside (by `prlimit`, or by the Python bootstrap in prewarm.py): CPU seconds, address space, processes, file size, open
    files, no core dumps.
 Output is read through pipes and capped; a flood past `Limits.output_hard_bytes` ends the run.
 """
@@ -26,8 +26,10 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
+
+from rl_finetune.sandbox.prewarm import BOOTSTRAP, Started, WarmPool, payload, rlimits_for
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,10 @@ class Limits:
     tmpfs_mb: int = 64
     output_bytes: int = 64 * 1024  # kept per stream
     output_hard_bytes: int = 16 * 1024 * 1024  # read past this and the run is killed
+
+
+# What a sandbox is started with before a run lowers the limits to its own (see prewarm.py).
+CEILING = Limits(wall_s=3600, memory_mb=8192, processes=256, file_size_mb=1024, open_files=4096)
 
 
 @dataclass
@@ -89,15 +95,25 @@ class Sandbox:
     isolation: Isolation = "bwrap"
     python: str | None = None
     max_concurrency: int = 64
+    prewarm: int = 0  # Python sandboxes kept started ahead of requests (see prewarm.py)
+    ceiling: Limits = field(default_factory=lambda: CEILING)  # the most any run may be given
     _uids: queue.SimpleQueue[int] = field(default_factory=queue.SimpleQueue, repr=False)
 
     def __post_init__(self) -> None:
         self.python = self.python or find_system_python()
         # Spread uids by pid so two sandbox processes on one host rarely share one.
         base = 200_000 + (os.getpid() % 4096) * 128
-        for uid in range(base, base + self.max_concurrency):
+        for uid in range(base, base + self.max_concurrency + self.prewarm):
             self._uids.put(uid)
-        self._drop_privileges = os.geteuid() == 0 and shutil.which("setpriv") is not None
+        self._drop_privileges = os.geteuid() == 0
+        self._warm: WarmPool | None = None
+        if self.prewarm and self.isolation == "bwrap":
+            self._warm = WarmPool(self._start_python, self._discard, self.prewarm)
+
+    def close(self) -> None:
+        """Stop the pre-started sandboxes (runs in progress finish on their own)."""
+        if self._warm is not None:
+            self._warm.close()
 
     def check(self) -> None:
         """Raise SandboxUnavailable unless a trivial program runs and really is isolated."""
@@ -125,12 +141,87 @@ class Sandbox:
         files: dict[str, bytes] | None = None,
         limits: Limits | None = None,
     ) -> RunResult:
-        """Run `code` as `/work/main.py` with `python3 -I`; `files` are extra files under /work."""
-        all_files = dict(files or {})
-        all_files["main.py"] = code.encode()
+        """Run `code` as `/work/main.py` (`__main__`); `files` are extra files under /work.
+
+        Uses a pre-started sandbox when one is ready (see prewarm.py), else starts one.
+        """
+        limits = self._clamp(limits or Limits())
+        files = files or {}
+        if (bad := _bad_file_name(files)) is not None:
+            return bad
+        stdin_bytes = stdin.encode() if isinstance(stdin, str) else stdin
         assert self.python is not None
-        return self.run(
-            [self.python, "-I", "-B", "main.py"], stdin=stdin, files=all_files, limits=limits
+        if self.isolation == "none":
+            all_files = {**files, "main.py": code.encode()}
+            argv = [self.python, "-I", "-B", "main.py"]
+            return self._run_bare(argv, stdin_bytes, all_files, limits)
+        started = self._warm.take() if self._warm is not None else None
+        if started is None:
+            try:
+                started = self._start_python()
+            except OSError as exc:
+                return RunResult("sandbox_error", None, "", "", 0.0, message=f"cannot start: {exc}")
+        cpu = limits.cpu_s or math.ceil(limits.wall_s) + 1
+        data = payload(
+            code,
+            files,
+            stdin_bytes,
+            rlimits_for(
+                cpu, limits.memory_mb, limits.processes, limits.file_size_mb, limits.open_files
+            ),
+        )
+        begin = time.monotonic()
+        try:
+            with contextlib.suppress(BrokenPipeError):  # it died starting: its stderr says why
+                _write_all(started.payload_fd, data)
+            os.close(started.payload_fd)
+            started.payload_fd = -1
+            return _collect(started.proc, limits, begin, self.isolation)
+        finally:
+            self._discard(started)
+
+    def _start_python(self) -> Started:
+        """Start a sandbox running the bootstrap with the ceiling limits; it waits for a payload."""
+        uid = self._uids.get()
+        read_fd, write_fd = os.pipe()
+        try:
+            assert self.python is not None
+            argv = [self.python, "-I", "-B", "-c", BOOTSTRAP.format(fd=read_fd)]
+            cmd = self._command(argv, self.ceiling, {}, rlimits=False)
+            proc = _spawn(cmd, subprocess.DEVNULL, (read_fd,), "/", self._uid_if_root(uid))
+        except BaseException:
+            os.close(write_fd)
+            self._uids.put(uid)
+            raise
+        finally:
+            os.close(read_fd)
+        return Started(proc, write_fd, uid)
+
+    def _discard(self, started: Started) -> None:
+        """Kill a sandbox (if still running), close our ends, give its uid back."""
+        if started.proc.returncode is None:
+            _kill_group(started.proc)
+        for stream in (started.proc.stdout, started.proc.stderr):
+            if stream is not None:
+                stream.close()
+        if started.payload_fd >= 0:
+            os.close(started.payload_fd)
+            started.payload_fd = -1
+        self._uids.put(started.uid)
+
+    def _uid_if_root(self, uid: int) -> int | None:
+        """As root, bwrap runs as a throw-away uid: the kernel ignores RLIMIT_NPROC for root."""
+        return uid if self._drop_privileges else None
+
+    def _clamp(self, limits: Limits) -> Limits:
+        c = self.ceiling
+        return replace(
+            limits,
+            wall_s=min(limits.wall_s, c.wall_s),
+            memory_mb=min(limits.memory_mb, c.memory_mb),
+            processes=min(limits.processes, c.processes),
+            file_size_mb=min(limits.file_size_mb, c.file_size_mb),
+            open_files=min(limits.open_files, c.open_files),
         )
 
     def run(
@@ -142,13 +233,10 @@ class Sandbox:
         limits: Limits | None = None,
     ) -> RunResult:
         """Run `argv` in the sandbox with `files` (relative paths) placed in the work dir."""
-        limits = limits or Limits()
+        limits = self._clamp(limits or Limits())
         files = files or {}
-        for name in files:
-            if name.startswith("/") or ".." in name.split("/") or not name:
-                return RunResult(
-                    "sandbox_error", None, "", "", 0.0, message=f"bad file name {name!r}"
-                )
+        if (bad := _bad_file_name(files)) is not None:
+            return bad
         if self.isolation == "none":
             return self._run_bare(argv, stdin, files, limits)
         uid = self._uids.get()
@@ -158,8 +246,15 @@ class Sandbox:
             fds.extend(file_fds.values())
             stdin_fd = _memfd(stdin.encode() if isinstance(stdin, str) else stdin)
             fds.append(stdin_fd)
-            cmd = self._command(argv, limits, file_fds, uid)
-            return _execute(cmd, stdin_fd, tuple(file_fds.values()), limits, self.isolation)
+            cmd = self._command(argv, limits, file_fds)
+            return _execute(
+                cmd,
+                stdin_fd,
+                tuple(file_fds.values()),
+                limits,
+                self.isolation,
+                self._uid_if_root(uid),
+            )
         finally:
             for fd in fds:
                 os.close(fd)
@@ -168,7 +263,7 @@ class Sandbox:
     def _run_bare(
         self, argv: list[str], stdin: str | bytes, files: dict[str, bytes], limits: Limits
     ) -> RunResult:
-        """Unsafe mode: rlimits only, files in a temporary host directory."""
+        """Unsafe mode: rlimits only, files in a temporary host directory. Loudly unsafe."""
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="qwq-unsafe-run-") as tmp:
@@ -179,16 +274,17 @@ class Sandbox:
                     f.write(data)
             stdin_fd = _memfd(stdin.encode() if isinstance(stdin, str) else stdin)
             try:
-                cmd = self._command(argv, limits, {}, 0)
+                cmd = self._command(argv, limits, {})
                 return _execute(cmd, stdin_fd, (), limits, self.isolation, cwd=tmp)
             finally:
                 os.close(stdin_fd)
 
     def _command(
-        self, argv: list[str], limits: Limits, file_fds: dict[str, int], uid: int
+        self, argv: list[str], limits: Limits, file_fds: dict[str, int], *, rlimits: bool = True
     ) -> list[str]:
+        """bwrap + prlimit + argv. `rlimits=False` for the bootstrap, which sets its own."""
         cpu = limits.cpu_s or math.ceil(limits.wall_s) + 1
-        rlimits = [
+        prlimit = [
             "prlimit",
             f"--cpu={cpu}:{cpu + 1}",  # SIGXCPU at the soft limit, SIGKILL a second later
             f"--as={limits.memory_mb << 20}",
@@ -197,12 +293,10 @@ class Sandbox:
             f"--nofile={limits.open_files}",
             "--core=0",
             "--",
-        ]
+        ] if rlimits else []  # fmt: skip
         if self.isolation == "none":
-            return rlimits + argv
+            return prlimit + argv
         cmd: list[str] = []
-        if self._drop_privileges:
-            cmd += ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
         cmd += [
             "bwrap",
             "--unshare-all",  # user, pid, net, ipc, uts, cgroup namespaces
@@ -240,7 +334,7 @@ class Sandbox:
             "--unsetenv", "PYTHONPATH",
             "--",
         ]  # fmt: skip
-        return cmd + rlimits + argv
+        return cmd + prlimit + argv
 
 
 def find_system_python() -> str:
@@ -267,30 +361,54 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _bad_file_name(files: dict[str, bytes]) -> RunResult | None:
+    for name in files:
+        if not name or name.startswith("/") or ".." in name.split("/"):
+            return RunResult("sandbox_error", None, "", "", 0.0, message=f"bad file name {name!r}")
+    return None
+
+
+def _spawn(
+    cmd: list[str], stdin: int, pass_fds: tuple[int, ...], cwd: str, uid: int | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `cmd` as the leader of a new process group, output on pipes, a minimal environment,
+    as `uid` (and the same gid, no supplementary groups) when given."""
+    ids: dict[str, object] = {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
+    return subprocess.Popen(
+        cmd,
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=pass_fds,
+        start_new_session=True,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"},
+        cwd=cwd,
+        **ids,  # type: ignore[arg-type]
+    )
+
+
 def _execute(
     cmd: list[str],
     stdin_fd: int,
     pass_fds: tuple[int, ...],
     limits: Limits,
     isolation: Isolation,
+    uid: int | None = None,
     cwd: str = "/",
 ) -> RunResult:
-    """Start `cmd`, collect capped output until exit or the deadline, kill the group, classify."""
+    """Start `cmd` and collect its result."""
     start = time.monotonic()
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
     try:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=stdin_fd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=pass_fds,
-            start_new_session=True,
-            env=env,
-            cwd=cwd,
-        )
+        proc = _spawn(cmd, stdin_fd, pass_fds, cwd, uid)
     except OSError as exc:
         return RunResult("sandbox_error", None, "", "", 0.0, message=f"cannot start: {exc}")
+    return _collect(proc, limits, start, isolation)
+
+
+def _collect(
+    proc: subprocess.Popen[bytes], limits: Limits, start: float, isolation: Isolation
+) -> RunResult:
+    """Read capped output until exit or the deadline, kill the group, classify."""
     deadline = start + limits.wall_s
     out = {proc.stdout: bytearray(), proc.stderr: bytearray()}
     total = 0

@@ -53,6 +53,7 @@ class ServerConfig:
     """Server settings; every limit a request asks for is clamped to these maxima."""
 
     concurrency: int = field(default_factory=lambda: os.cpu_count() or 1)
+    prewarm: int | None = None  # sandboxes started ahead of requests; None = 2 x concurrency
     max_queue: int = 256  # runs admitted (waiting + running) before answering 429
     default_run_timeout: float = 10.0
     max_run_timeout: float = 60.0
@@ -130,6 +131,7 @@ def create_app(config: ServerConfig | None = None, sandbox: Sandbox | None = Non
         sandbox = Sandbox(
             isolation="none" if config.unsafe_no_isolation else "bwrap",
             max_concurrency=max(64, config.concurrency),
+            prewarm=2 * config.concurrency if config.prewarm is None else config.prewarm,
         )
     if sandbox.isolation == "none":
         log.warning(
@@ -223,6 +225,7 @@ def create_app(config: ServerConfig | None = None, sandbox: Sandbox | None = Non
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
         yield
         scheduler.close()
+        sandbox.close()
 
     app = Starlette(
         routes=[

@@ -45,21 +45,57 @@ def still_healthy_afterwards(server: BackgroundServer) -> Iterator[None]:
     assert evaluate(server, "print('ok')")["verdict"] == "passed"
 
 
+def marked(code: str, marker: str) -> str:
+    """`code` re-executed with `marker` in its command line (inherited by every fork), so the host
+    can look for survivors: sandboxed code otherwise arrives through a pipe, not argv."""
+    return (
+        f"import os, sys\nos.execv(sys.executable, [sys.executable, '-c', {code!r}, {marker!r}])\n"
+    )
+
+
 def test_fork_bomb(server: BackgroundServer) -> None:
     marker = f"forkbomb-{uuid.uuid4().hex}"
-    code = (
-        f"import os, time  # {marker}\n"
-        "while True:\n"
-        "    try:\n"
-        "        os.fork()\n"
-        "    except OSError:\n"
-        "        time.sleep(0.01)\n"
-    )
+    bomb = "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)\n"
     start = time.monotonic()
-    res = evaluate(server, code, timeout=2)
+    res = evaluate(server, marked(bomb, marker), timeout=2)
     assert res["verdict"] == "timeout"
     assert time.monotonic() - start < 8
     assert processes_with(marker) == []
+
+
+def test_sleeping_code_dies_with_a_killed_server() -> None:
+    import subprocess
+
+    from rl_finetune.sandbox.client import SandboxClient
+    from rl_finetune.sandbox.server import free_port
+
+    marker = f"orphan-{uuid.uuid4().hex}"
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rl_finetune.sandbox.server", "--port", str(port)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = SandboxClient(f"http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.health()
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        body = {"code": marked("import time; time.sleep(1000)", marker), "run_timeout": 60}
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(client.url + "/run_code", json=body, timeout=1.5)
+        assert processes_with(marker), "the run should be going when the server dies"
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 5
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_with(marker) == []  # bwrap --die-with-parent took it down
 
 
 def test_memory_bomb(server: BackgroundServer) -> None:

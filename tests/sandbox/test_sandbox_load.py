@@ -42,7 +42,11 @@ def make_request(i: int) -> tuple[str, dict, str]:
         return "/run_code", {"code": f"print({a} * 3)", "language": "python"}, f"stdout:{a * 3}"
     hostile = i // 20 % 3
     if hostile == 0:
-        bomb = f"import os  # {MARKER}\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+        inner = (
+            "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+        )
+        # re-exec with MARKER in argv (inherited by every fork) so survivors can be found
+        bomb = f"import os, sys\nos.execv(sys.executable, [sys.executable, '-c', {inner!r}, {MARKER!r}])"
         return "/evaluate", _eval(bomb, "", "", timeout=0.5), "timeout"
     if hostile == 1:
         flood = "import sys\nwhile True: sys.stdout.write('z' * 65536)"
