@@ -95,7 +95,7 @@ class ChatApp(App):
         self.chat_screen.session.tools = self.tools
         status = self.chat_screen.status
         status.state = "ready"
-        status.model = self.settings.model or getattr(engine, "name", "")
+        status.model = Path(self.settings.model).name if self.settings.model else engine.name
         plan = getattr(engine, "gpu_plan", None)  # llama.cpp: GPU offload decided at load time
         if plan is not None:
             status.model += f" · {plan.summary}"

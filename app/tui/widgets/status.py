@@ -36,8 +36,6 @@ class StatusLine(Static):
 
     def _redraw(self) -> None:
         parts = [self.state]
-        if self.model:
-            parts.append(self.model)
         stats = self.stats
         if stats is not None:
             if stats.tokens_per_second is not None:
@@ -48,6 +46,8 @@ class StatusLine(Static):
                 parts.append(f"ctx {self.context_used or 0:,}/{stats.context_size:,}")
             if stats.gpu_layers is not None:
                 parts.append(f"GPU layers {stats.gpu_layers}")
+        if self.model:
+            parts.append(self.model)  # last: the longest part, cut first on narrow terminals
         self.update(" │ ".join(parts))
 
     @property
