@@ -52,9 +52,9 @@ def root(
     }  # fmt: skip
     ctx.obj = {k: v for k, v in options.items() if v is not None}
     if ctx.invoked_subcommand is None:
-        from app.commands import settings_from_options
+        from app.commands import ensure_model, settings_from_options
 
-        settings = settings_from_options(None, **ctx.obj)
+        settings = ensure_model(settings_from_options(None, **ctx.obj))
         try:
             from app import tui
         except ImportError:

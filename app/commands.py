@@ -39,6 +39,17 @@ def settings_from_options(ctx: typer.Context | None = None, **options: Any) -> A
     return load_settings(config, **merged)
 
 
+def ensure_model(settings: Any) -> Any:
+    """llama backend without a model: a downloaded one, or offer the quant that fits (TTY only)."""
+    import sys
+
+    if settings.backend == "llama" and not settings.model:
+        from app.hub import pick_default_model
+
+        settings.model = pick_default_model(interactive=sys.stdin.isatty() and sys.stderr.isatty())
+    return settings
+
+
 def ask(
     ctx: typer.Context,
     prompt: str | None = typer.Argument(None, help="The question; '-' or absent: read stdin."),
@@ -65,6 +76,7 @@ def ask(
         n_gpu_layers=n_gpu_layers, reasoning_budget=reasoning_budget, max_tokens=max_tokens,
     )  # fmt: skip
     text = read_prompt(prompt)
+    ensure_model(settings)
     raise typer.Exit(run_ask(settings, text, as_json=json_output, save=not no_save))
 
 

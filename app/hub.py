@@ -314,6 +314,34 @@ def no_model_message(memory_bytes: int | None = None) -> str:
     return f"no model given: pass --model PATH.gguf or --model REPO[:QUANT]; {hint}"
 
 
+def pick_default_model(interactive: bool) -> str:
+    """First run without --model: use a downloaded model, or offer the quant that fits this machine.
+
+    Returns a model reference for the settings; raises UserError when nothing can be chosen.
+    """
+    import sys
+
+    local = [m for m in list_local() if m.verified]
+    if local:
+        chosen = max(local, key=lambda m: m.path.stat().st_mtime)
+        print(f"using {chosen.path} (pass --model to choose another)", file=sys.stderr)
+        return str(chosen.path)
+    memory = usable_memory_bytes()
+    quant = recommend_quant(memory)
+    if not interactive or quant is None:
+        raise UserError(no_model_message(memory))
+    import typer
+
+    size = QUANT_SIZES_GB[quant]
+    question = (
+        f"No model yet. Download {DEFAULT_REPO}:{quant} ({size} GB, fits the "
+        f"{(memory or 0) / GIB:.0f} GiB here) now?"
+    )
+    if not typer.confirm(question, default=True, err=True):
+        raise UserError(no_model_message(memory))
+    return str(pull(DEFAULT_REPO, quant, progress=True))
+
+
 def describe(models: list[LocalModel]) -> list[dict[str, Any]]:
     return [
         {

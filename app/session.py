@@ -339,8 +339,9 @@ class Session:
                     self._persist(message)  # before the UI shows it: what was seen is on disk
                     yield from events
                     if self._cancel.is_set():
-                        finish = "cancelled"
-                        break
+                        # The engine saw cancel() too and ends within a token or so; reading on
+                        # keeps its final chunk (stats) rather than dropping the connection.
+                        continue
                     if (
                         self.reasoning_budget
                         and not budget_used
@@ -353,6 +354,8 @@ class Session:
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()
+            if self._cancel.is_set():
+                finish = "cancelled"
             if not restart:
                 break
             # Reasoning budget spent: close the reasoning ourselves and let the model answer.
