@@ -245,6 +245,9 @@ def create_app(config: ServerConfig | None = None, sandbox: Sandbox | None = Non
 
 
 async def _json_body(request: Request, config: ServerConfig) -> dict[str, Any]:
+    declared = request.headers.get("content-length", "0")
+    if declared.isdigit() and int(declared) > config.max_body_bytes:
+        raise BadRequest(f"request body is {declared} bytes; the limit is {config.max_body_bytes}")
     raw = await request.body()
     if len(raw) > config.max_body_bytes:
         raise BadRequest(f"request body is {len(raw)} bytes; the limit is {config.max_body_bytes}")

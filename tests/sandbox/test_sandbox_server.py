@@ -207,3 +207,9 @@ def test_launch_subprocess_helper() -> None:
     with launch_subprocess() as s:
         assert SandboxClient(s.url).run_code("print(6*7)")["run_result"]["stdout"] == "42\n"
     assert s.proc.poll() is not None
+
+
+def test_oversized_body_is_refused() -> None:
+    with serve_in_background(config=ServerConfig(max_body_bytes=1000)) as s:
+        r = httpx.post(s.url + "/run_code", json={"code": "#" * 2000}, timeout=10)
+        assert r.status_code == 400 and "the limit is 1000" in r.json()["error"]
