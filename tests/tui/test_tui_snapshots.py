@@ -3,9 +3,18 @@
 
 from __future__ import annotations
 
+import pytest
 from tui_helpers import make_app, send, wait_idle
 
+from app.tui.widgets import message
+
 SIZE = (110, 36)
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ "Thought for N s" must not depend on how busy the machine is."""
+    monkeypatch.setattr(message, "now", lambda: 1000.0)
 
 
 async def _answered(pilot) -> None:

@@ -63,7 +63,9 @@ def test_qwq_chat_in_tmux(tiny_gguf: Path, tmp_path: Path) -> None:
     ]  # fmt: skip
     tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", " ".join(command))
     try:
-        tmux("resize-window", "-t", session, "-x", "120", "-y", "40")  # whatever the server's defaults
+        tmux(
+            "resize-window", "-t", session, "-x", "120", "-y", "40"
+        )  # whatever the server's defaults
         wait_screen(session, lambda s: "ready │" in s)  # status line: model loaded
         tmux("send-keys", "-t", session, "-l", "What is 2+2?")
         tmux("send-keys", "-t", session, "Enter")

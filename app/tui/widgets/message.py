@@ -30,6 +30,7 @@ from app.events import ToolCall, ToolResult
 
 ReasoningMode = Literal["collapse", "open", "hidden"]
 
+now = time.monotonic  # the clock of the live "Thinking… 18 s" header (snapshot tests fix it)
 BLOCK_CHARS = 2048  # a reasoning block is frozen (never re-rendered) once it holds this much text
 CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
@@ -138,7 +139,7 @@ class ReasoningSection(Vertical):
         self.tokens = tokens if tokens is not None else len(text.split())
         self.seconds = seconds
         self.unfinished = unfinished
-        self._started = time.monotonic()
+        self._started = now()
         self.header = Static("", classes="reasoning-header", markup=False)
         self.body = ChunkedText(text)
         if mode == "hidden":
@@ -174,7 +175,7 @@ class ReasoningSection(Vertical):
             return
         self.live = False
         self.unfinished = unfinished
-        self.seconds = time.monotonic() - self._started
+        self.seconds = now() - self._started
         if hasattr(self, "_timer"):
             self._timer.stop()
         if self.mode == "collapse" and not unfinished:
@@ -190,7 +191,7 @@ class ReasoningSection(Vertical):
         arrow = "▶" if self.collapsed else "▼"
         tokens = f"{self.tokens:,} tokens"
         if self.live:
-            seconds = time.monotonic() - self._started
+            seconds = now() - self._started
             label = f"Thinking… {tokens}, {seconds:.0f} s"
         elif self.unfinished:
             label = f"Thinking stopped unfinished · {tokens}"
