@@ -1,0 +1,79 @@
+"""Overhead of `qwq-chat ask`'s path over raw llama-cpp-python, same GGUF, prompt and sampling.
+
+Raw: `Llama.create_completion(stream=True)` on the rendered prompt. Ask: LlamaEngine -> splitter ->
+Session (persisting to SQLite) -> the heading printer (to /dev/null). Both decode speeds are
+measured from the first token to the last (model loading and prompt evaluation excluded), best of
+three alternating runs. Target: ask / raw >= 0.97.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from app.ask import HeadingPrinter
+from app.engines.base import Sampling
+from app.engines.llama_engine import LlamaEngine, load_llama
+from app.events import AnswerDelta, Done, ReasoningDelta, Stats
+from app.session import Session
+from app.store import open_store
+
+PROMPT = "Write a long story about a dragon who learns to bake bread."
+TOKENS = 160
+pytestmark = pytest.mark.benchmark
+
+
+def raw_tokens_per_second(llm, prompt: str, seed: int) -> tuple[float, int]:
+    first = None
+    count = 0
+    stream = llm.create_completion(
+        prompt, max_tokens=TOKENS, stream=True, temperature=0.6, top_p=0.95, top_k=40,
+        min_p=0.0, repeat_penalty=1.0, seed=seed,
+    )  # fmt: skip
+    for _chunk in stream:
+        count += 1
+        if first is None:
+            first = time.perf_counter()
+    assert first is not None
+    return (count - 1) / (time.perf_counter() - first), count
+
+
+def ask_tokens_per_second(engine: LlamaEngine, seed: int) -> tuple[float, int]:
+    with open(os.devnull, "w") as sink:
+        printer = HeadingPrinter(sink, sink)
+        session = Session(open_store(), engine, sampling=Sampling(max_tokens=TOKENS, seed=seed))
+        first = None
+        completion = 0
+        for event in session.send(PROMPT):
+            printer.handle(event)
+            if first is None and isinstance(event, (ReasoningDelta, AnswerDelta)):
+                first = time.perf_counter()
+            if isinstance(event, Stats):
+                completion = event.completion_tokens
+            if isinstance(event, Done):
+                end = time.perf_counter()
+    assert first is not None
+    return (completion - 1) / (end - first), completion
+
+
+def test_ask_overhead_vs_raw_llama_cpp(smollm_gguf: Path) -> None:
+    engine = LlamaEngine(smollm_gguf, n_ctx=1024)
+    prompt = engine.render_prompt([{"role": "user", "content": PROMPT}])
+    raw_llm = load_llama(model_path=str(smollm_gguf), n_ctx=1024, verbose=False)
+    raw_best = ask_best = 0.0
+    for seed in (1, 2, 3):
+        raw, raw_n = raw_tokens_per_second(raw_llm, prompt, seed)
+        ask, ask_n = ask_tokens_per_second(engine, seed)
+        print(
+            f"seed {seed}: raw {raw:.1f} tok/s ({raw_n} tokens), ask {ask:.1f} tok/s ({ask_n} tokens)"
+        )
+        raw_best, ask_best = max(raw_best, raw), max(ask_best, ask)
+    ratio = ask_best / raw_best
+    print(f"\nBENCH app overhead: raw llama-cpp-python {raw_best:.1f} tok/s, qwq-chat ask path "
+          f"{ask_best:.1f} tok/s, ratio ask/raw = {ratio:.3f} (target >= 0.97)")  # fmt: skip
+    engine.close()
+    raw_llm.close()
+    assert ratio >= 0.97
