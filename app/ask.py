@@ -143,6 +143,9 @@ def run_ask(
     warning = getattr(getattr(engine, "gpu_plan", None), "warning", None)
     if warning:
         err.write(f"warning: {warning}\n")
+    description = getattr(engine, "description", None)
+    if description and not as_json:
+        err.write(f"--- {description}\n")
     printer = JsonPrinter(out) if as_json else HeadingPrinter(out, err)
     session = Session.from_settings(settings, store, engine)
     events = session.send(prompt)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import logging
 import random
 import threading
 import time
@@ -36,6 +37,7 @@ from app.events import Stats
 from app.prompt import ChosenTemplate, choose_template, opens_reasoning, render
 
 LOG_FILE_NAME = "llama.log"
+log = logging.getLogger(__name__)
 _CACHE_TYPES = {"f16": 1, "q8_0": 8, "q4_0": 2}  # GGML_TYPE_*
 _CACHE_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
@@ -177,6 +179,13 @@ class LlamaEngine:
             "eos_token": self._token_text(self.llm.token_eos()),
         }
 
+        log.info(
+            "loaded %s: n_ctx=%d, %s, template: %s (%s)",
+            path, n_ctx, self.gpu_plan.summary, self.template.origin, self.template.reason,
+        )  # fmt: skip
+        if self.gpu_plan.warning:
+            log.warning(self.gpu_plan.warning)
+
         @llama_cpp.ggml_abort_callback
         def _abort(_data: ctypes.c_void_p) -> bool:
             return self._cancel.is_set()
@@ -214,6 +223,14 @@ class LlamaEngine:
         return self.llm._model.token_get_text(token)
 
     # -- prompts ---------------------------------------------------------------------------------
+
+    @property
+    def description(self) -> str:
+        """One line for the user: which model, where it runs, which template."""
+        return (
+            f"{self.model_path.name}: {self.gpu_plan.summary}, context {self.n_ctx}, "
+            f"template: {self.template.origin} ({self.template.reason})"
+        )
 
     def render_prompt(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
