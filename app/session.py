@@ -271,7 +271,8 @@ class Session:
                 finish = yield from self._stream_message(engine, message, tools, calls)
             except Exception as exc:  # engine failure: keep what came, report it
                 log.exception("generation failed")
-                finish, error = "error", f"{type(exc).__name__}: {exc}"
+                detail = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+                finish, error = "error", detail
             finally:  # also runs when the consumer abandons the generator mid-stream
                 if message.status == UNFINISHED:
                     message.status = FINISHED
