@@ -3,21 +3,20 @@
 Layers, outermost first:
 1. The host process group: bwrap starts in a new session; at the wall-clock deadline the whole
    group gets SIGKILL (no SIGTERM to ignore).
-2. The uid: when we are root, bwrap is started as a throw-away unprivileged uid (one per concurrent
-   run; subprocess's `user=`), because the kernel ignores RLIMIT_NPROC for root, so a fork bomb would win.
+2. The uid: when we are root, bwrap is started as a throw-away unprivileged uid (one per run, via
+   subprocess's `user=`), because the kernel ignores RLIMIT_NPROC for root: a fork bomb would win.
 3. bubblewrap: new user, PID, network, IPC, UTS and mount namespaces; `/usr` read-only; no `/etc`,
    no home, no host `/proc`; a fresh size-limited tmpfs as the work dir and `/tmp`; the rest of the
    root read-only; `--die-with-parent`, so killing bwrap tears down the PID namespace and with it
    every child the code left behind (daemons included).
-4. rlimits applied inside (by `prlimit`, or by the Python bootstrap in prewarm.py): CPU seconds, address space, processes, file size, open
-   files, no core dumps.
+4. rlimits applied inside (by `prlimit`, or by the Python bootstrap in prewarm.py): CPU seconds,
+   address space, processes, file size, open files, no core dumps.
 Output is read through pipes and capped; a flood past `Limits.output_hard_bytes` ends the run.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import os
 import queue
@@ -30,8 +29,6 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from rl_finetune.sandbox.prewarm import BOOTSTRAP, Started, WarmPool, payload, rlimits_for
-
-log = logging.getLogger(__name__)
 
 RunStatus = Literal["finished", "timeout", "output_limit", "sandbox_error"]
 Isolation = Literal["bwrap", "none"]
@@ -156,6 +153,9 @@ class Sandbox:
             argv = [self.python, "-I", "-B", "main.py"]
             return self._run_bare(argv, stdin_bytes, all_files, limits)
         started = self._warm.take() if self._warm is not None else None
+        if started is not None and started.proc.poll() is not None:
+            self._discard(started)  # died while waiting (it should not): start a fresh one
+            started = None
         if started is None:
             try:
                 started = self._start_python()
@@ -172,10 +172,14 @@ class Sandbox:
         )
         begin = time.monotonic()
         try:
-            with contextlib.suppress(BrokenPipeError):  # it died starting: its stderr says why
-                _write_all(started.payload_fd, data)
+            sent = _send(started.payload_fd, data, begin + limits.wall_s)
             os.close(started.payload_fd)
             started.payload_fd = -1
+            if not sent:  # never read its payload in time: a sandbox that could not start
+                return RunResult(
+                    "sandbox_error", None, "", "", time.monotonic() - begin,
+                    message="the sandbox did not start in time",
+                )  # fmt: skip
             return _collect(started.proc, limits, begin, self.isolation)
         finally:
             self._discard(started)
@@ -353,6 +357,26 @@ def _memfd(data: bytes) -> int:
     os.write(fd, data) if len(data) < (1 << 20) else _write_all(fd, data)
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
+
+
+def _send(fd: int, data: bytes, deadline: float) -> bool:
+    """Write `data` to a pipe before `deadline`. False if the reader was not taking it in time; a
+    reader that died counts as sent (its own output says what went wrong)."""
+    os.set_blocking(fd, False)
+    view = memoryview(data)
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_WRITE)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not sel.select(remaining):
+                return False
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                continue
+            except BrokenPipeError:
+                return True
+    return True
 
 
 def _write_all(fd: int, data: bytes) -> None:
