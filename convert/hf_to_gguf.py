@@ -34,6 +34,8 @@ REQUIRED_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 IGNORED_TENSOR_SUFFIXES = (".rotary_emb.inv_freq",)
 # Size of the reusable read buffer: large enough for fast sequential reads, small next to a model.
 CHUNK_BYTES = 64 * 1024 * 1024
+# Source bytes per block when values are converted (bf16 -> f16, q8_0, ...).
+CONVERT_BLOCK_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -250,7 +252,10 @@ def _write_sampling_defaults(writer, src: Path) -> None:
 
 
 def _write_vocab(writer, ckpt: Checkpoint) -> None:
-    """gpt2-style BPE vocabulary: tokens and types from tokenizer.json, specials via gguf-py."""
+    """gpt2-style BPE vocabulary, merges, special ids and chat template, from one parse of each file.
+
+    (gguf-py's SpecialVocab does the same but parses the 11 MB tokenizer.json a second time.)
+    """
     import gguf
 
     tok = json.loads((ckpt.path / "tokenizer.json").read_text(encoding="utf-8"))
@@ -283,19 +288,87 @@ def _write_vocab(writer, ckpt: Checkpoint) -> None:
     writer.add_tokenizer_pre("qwen2")
     writer.add_token_list(tokens)
     writer.add_token_types(types)
-    special = gguf.SpecialVocab(ckpt.path, load_merges=True, n_vocab=vocab_size)
-    if not special.merges:
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
+    if not merges:
         raise CheckpointError(f"{ckpt.path / 'tokenizer.json'} has no BPE merges: it is damaged")
-    if special.chat_template is None:
+    writer.add_token_merges(merges)
+    tc = json.loads((ckpt.path / "tokenizer_config.json").read_text(encoding="utf-8"))
+    ids = {text: i for i, (text, _) in by_id.items()}
+    for kind, fallback_key in (
+        ("bos", "bos_token_id"),
+        ("eos", "eos_token_id"),
+        ("pad", "pad_token_id"),
+    ):
+        token_id = _special_token_id(tc.get(f"{kind}_token"), ids)
+        if token_id is None:
+            token_id = _config_token_id(ckpt.config.get(fallback_key))
+        if token_id is not None and 0 <= token_id < vocab_size:
+            getattr(writer, f"add_{kind}_token_id")(token_id)
+    # Qwen models must not get a BOS; llama.cpp would guess from the vocabulary type if unset.
+    writer.add_add_bos_token(bool(tc.get("add_bos_token", False)))
+    if "add_eos_token" in tc:
+        writer.add_add_eos_token(bool(tc["add_eos_token"]))
+    template = _chat_template(ckpt.path, tc)
+    if template is None:
         raise CheckpointError(
             f"{ckpt.path} has no chat template (tokenizer_config.json `chat_template` or "
             "chat_template.jinja): copy it from the model's repository"
         )
-    special.add_to_gguf(writer, quiet=True)
-    # gguf-py only writes add_bos_token when the tokenizer config states it; llama.cpp would then
-    # guess from the vocabulary type. Qwen models must not get a BOS, so say so explicitly.
-    if "bos" not in special.add_special_token:
-        writer.add_add_bos_token(False)
+    writer.add_chat_template(template)
+
+
+def _special_token_id(entry: object, ids: dict[str, int]) -> int | None:
+    """tokenizer_config's `eos_token` etc. (a string or {"content": ...}) -> token id."""
+    if isinstance(entry, dict):
+        entry = entry.get("content")
+    return ids.get(entry) if isinstance(entry, str) else None
+
+
+def _config_token_id(value: object) -> int | None:
+    """config.json's `bos_token_id` etc., which may be a list (the first one counts)."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return value if isinstance(value, int) else None
+
+
+def _chat_template(src: Path, tc: dict) -> str | list | None:
+    """The chat template, byte for byte: chat_template.jinja (newer HF layout) or tokenizer_config."""
+    jinja = src / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    return tc.get("chat_template")
+
+
+def _same_bytes(rows: np.ndarray) -> np.ndarray:
+    """Source and output types match: the bytes are written unchanged."""
+    return rows
+
+
+def _copy_in_kernel(entry: TensorEntry, fout) -> bool:
+    """Copy a tensor's bytes file-to-file with copy_file_range (no trip through user space).
+
+    Returns False where the OS or filesystem pair cannot do it; the caller then reads and writes.
+    """
+    if not hasattr(os, "copy_file_range"):
+        return False
+    fout.flush()
+    dst = fout.fileno()
+    with open(entry.path, "rb", buffering=0) as f:
+        offset, left = entry.start, entry.nbytes
+        try:
+            while left:
+                n = os.copy_file_range(f.fileno(), dst, left, offset)
+                if n == 0:
+                    raise CheckpointError(f"{entry.path} ended early while reading {entry.name}")
+                offset += n
+                left -= n
+        except OSError:
+            if left != entry.nbytes:
+                raise  # part of the tensor was written: cannot fall back cleanly
+            return False
+    # copy_file_range wrote through the descriptor; keep the Python file object's position in step.
+    fout.seek(0, os.SEEK_END)
+    return True
 
 
 def _converter(src_dtype: str, qtype) -> Callable[[np.ndarray], np.ndarray]:
@@ -304,7 +377,7 @@ def _converter(src_dtype: str, qtype) -> Callable[[np.ndarray], np.ndarray]:
 
     Q = gguf.GGMLQuantizationType
     if (src_dtype, qtype) in (("BF16", Q.BF16), ("F16", Q.F16), ("F32", Q.F32)):
-        return lambda rows: rows  # same type: the bytes are copied unchanged
+        return _same_bytes
 
     def to_f32(rows: np.ndarray) -> np.ndarray:
         if src_dtype == "BF16":
@@ -381,12 +454,19 @@ def _stream_tensors(writer, planned: list[PlannedTensor], progress: bool) -> Non
         for p in planned:
             convert = _converter(p.source.dtype, p.qtype)
             writer.write_padding(fout, fout.tell())
-            written = 0
-            for rows in read_rows(p.source, buf, max_rows=1 << 30):
-                out = np.ascontiguousarray(convert(rows))
-                fout.write(memoryview(out).cast("B"))
-                written += out.nbytes
-                advance(rows.nbytes, p.name)
+            if convert is _same_bytes and _copy_in_kernel(p.source, fout):
+                written = p.source.nbytes
+                advance(written, p.name)
+            else:
+                written = 0
+                # Numeric conversion makes a few temporaries per block: keep blocks cache-sized.
+                row_bytes = p.source.nbytes // max(p.shape[0], 1) if len(p.shape) > 1 else 1
+                block_rows = 1 << 30 if convert is _same_bytes else CONVERT_BLOCK_BYTES // row_bytes
+                for rows in read_rows(p.source, buf, max_rows=max(1, block_rows)):
+                    out = np.ascontiguousarray(convert(rows))
+                    fout.write(memoryview(out).cast("B"))
+                    written += out.nbytes
+                    advance(rows.nbytes, p.name)
             if written != p.nbytes:
                 raise ConvertError(f"internal error: wrote {written} bytes for {p.name}")
             writer.write_padding(fout, written)
