@@ -52,9 +52,9 @@ def _text_of_parts(content: list[Any]) -> str:
     return "".join(p.get("text", "") for p in content if isinstance(p, dict))
 
 
-def _column(columns: dict[str, Any], name: str, n: int) -> list[Any]:
-    values = columns.get(name)
-    return [None] * n if values is None else list(values)
+def _rows(column: Sequence[Any] | None, n: int) -> list[Any]:
+    """A dataset column as a list, or n Nones when the dataset has no such column."""
+    return [None] * n if column is None else list(column)
 
 
 # --- TRL reward functions ------------------------------------------------------------------------
@@ -69,8 +69,12 @@ def math_accuracy_reward(
     """1.0/0.0 by `verifiers.math.verify` against the `answer` column; None where there is none."""
     golds = list(answer) if answer is not None else [None] * len(completions)
     rows = [i for i, g in enumerate(golds) if g is not None and str(g).strip()]
-    scores = math_verifier.verify_batch(
-        [completion_text(completions[i]) for i in rows], [str(golds[i]) for i in rows]
+    scores = (
+        math_verifier.verify_batch(
+            [completion_text(completions[i]) for i in rows], [str(golds[i]) for i in rows]
+        )
+        if rows
+        else []
     )
     out: list[float | None] = [None] * len(completions)
     for i, s in zip(rows, scores, strict=True):
@@ -92,7 +96,7 @@ def instruction_reward(
     **columns: Any,
 ) -> list[float | None]:
     """Fraction of IFEval-style `constraints` followed; None for rows without constraints."""
-    rows = _column({"constraints": constraints}, "constraints", len(completions))
+    rows = _rows(constraints, len(completions))
     out: list[float | None] = []
     for prompt, completion, c in zip(prompts, completions, rows, strict=True):
         if not c:
@@ -146,8 +150,8 @@ def make_code_reward(url: str | None = None, *, timeout: float = 10.0) -> Callab
         import httpx
 
         n = len(completions)
-        test_rows = _column({"tests": tests}, "tests", n)
-        entry_rows = _column({"entry_point": entry_point}, "entry_point", n)
+        test_rows = _rows(tests, n)
+        entry_rows = _rows(entry_point, n)
 
         async def one(http: httpx.AsyncClient, i: int) -> float | None:
             if not test_rows[i]:
