@@ -29,7 +29,7 @@ from app.engines.base import Engine, Sampling
 from app.errors import UserError
 from app.events import AnswerDelta, Done, Event, ReasoningDelta, Stats, ToolCall, ToolResult
 from app.messages import FINISHED, UNFINISHED, Message, history_for_model
-from app.splitter import REASONING, Splitter
+from app.splitter import Splitter
 from app.store import Store, StoreError
 from app.tools.registry import ToolRegistry
 
@@ -326,7 +326,7 @@ class Session:
                         tokens += 1
                         if not chunk.reasoning:
                             raw += chunk.text
-                        if chunk.reasoning or splitter.state == REASONING:
+                        if chunk.reasoning or splitter.in_reasoning:
                             reasoning_tokens += 1
                         events = splitter.feed(chunk.text, chunk.reasoning)
                         for event in events:
@@ -347,7 +347,7 @@ class Session:
                         self.reasoning_budget
                         and not budget_used
                         and reasoning_tokens >= self.reasoning_budget
-                        and splitter.state == REASONING
+                        and splitter.in_reasoning
                     ):
                         restart = True
                         break
@@ -364,10 +364,10 @@ class Session:
             for event in splitter.finish():
                 self._apply(message, event, calls)
                 yield event
+            prefill = (raw or message.reasoning) + BUDGET_CLOSE
             notice = ReasoningDelta(BUDGET_NOTICE)
             self._apply(message, notice, calls)
             yield notice
-            prefill = (raw or message.reasoning) + BUDGET_CLOSE
             raw = prefill
             splitter = Splitter.after_reasoning()
             budget_used = True

@@ -97,6 +97,14 @@ class Splitter:
         return splitter
 
     @property
+    def in_reasoning(self) -> bool:
+        """True while the output is (still) reasoning: inside <think>, or flagged remote reasoning
+        with no answer yet."""
+        if self.state == REASONING or (self.state == TOOL and self._state_before_tool == REASONING):
+            return True
+        return self._flagged_reasoning and not self._answer_started
+
+    @property
     def reasoning_unfinished(self) -> bool:
         """True when the output was in the reasoning and never reached `</think>` (or, for a
         server that separates reasoning, when reasoning came but no answer followed)."""

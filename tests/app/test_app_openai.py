@@ -220,3 +220,21 @@ def test_bad_key_and_unreachable_server(server, monkeypatch: pytest.MonkeyPatch)
         list(dead.stream([{"role": "user", "content": "x"}], Sampling()))
     with pytest.raises(UserError, match="--base-url"):
         OpenAIEngine("", "m")
+
+
+def test_reasoning_budget_continues_with_a_final_assistant_message(server, monkeypatch) -> None:
+    fake, url = server
+    monkeypatch.setenv("QWQ_TEST_KEY", SECRET)
+    fake.scripts.append([_chunk({"reasoning_content": "step "}) for _ in range(10)])
+    fake.scripts.append([_chunk({"content": "Final."}, finish="stop")])
+    session = Session(
+        open_store(), OpenAIEngine(url, "m", api_key_env="QWQ_TEST_KEY"), reasoning_budget=3
+    )
+    events = list(session.send("hard question"))
+    assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == "Final."
+    assert events[-1].finish_reason == "reasoning_budget"
+    second = fake.requests[-1]
+    assert second["continue_final_message"] is True and second["add_generation_prompt"] is False
+    last = second["messages"][-1]
+    assert last["role"] == "assistant" and last["content"].startswith("step step step ")
+    assert last["content"].endswith("</think>\n\n")
