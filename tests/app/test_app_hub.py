@@ -200,3 +200,18 @@ def test_quant_recommendation() -> None:
     assert hub.recommend_quant(int(16e9)) is None
     assert "Q4_K_M" in hub.no_model_message(int(26e9))
     assert "too small" in hub.no_model_message(int(8e9))
+
+
+def test_first_run_offers_the_quant_that_fits(
+    fake_hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import typer
+
+    questions: list[str] = []
+    monkeypatch.setattr(hub, "usable_memory_bytes", lambda: int(26e9))
+    monkeypatch.setattr(typer, "confirm", lambda text, **kw: questions.append(text) or True)
+    chosen = hub.pick_default_model(interactive=True)
+    assert "Q4_K_M" in questions[0] and "19.85 GB" in questions[0]
+    assert chosen.endswith("qwq-32b-q4_k_m.gguf")
+    # the next run uses the downloaded model without asking
+    assert hub.pick_default_model(interactive=True) == chosen and len(questions) == 1
