@@ -1,0 +1,310 @@
+"""The recipe's stages, run in order and each resumable: cold start (SFT), stage 1, stage 2 (GRPO).
+
+Layout of a run directory:
+
+    RUN/cold_start/checkpoint-N/   Trainer checkpoints (resume points, the last few kept)
+    RUN/cold_start/final/          the stage's result (LoRA adapter, or full weights); its presence
+                                   means "stage done" and the next `rl train` skips the stage
+    RUN/stage1/..., RUN/stage2/...
+    RUN/metrics.jsonl              one row per logged step, all stages
+    RUN/tensorboard/<stage>/       TensorBoard event files
+    RUN/plots/*.png                reward, accuracy and response-length curves
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rl_finetune.config import GRPOSection, RLConfig
+from rl_finetune.data import math_user_text, read_rows, render_prompt
+from rl_finetune.metrics import JsonlMetrics
+from rl_finetune.model import (
+    check_gpu_options,
+    load_policy,
+    load_tokenizer,
+    resolve_device,
+    save_policy,
+)
+
+STAGES = ("cold_start", "stage1", "stage2")
+
+
+def stage_dir(cfg: RLConfig, stage: str) -> Path:
+    return cfg.output_dir / stage
+
+
+def final_dir(cfg: RLConfig, stage: str) -> Path:
+    return stage_dir(cfg, stage) / "final"
+
+
+def last_checkpoint(directory: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not directory.is_dir():
+        return None
+    found = get_last_checkpoint(str(directory))
+    return Path(found) if found else None
+
+
+def enabled_stages(cfg: RLConfig) -> list[str]:
+    return [s for s in STAGES if getattr(cfg, s).enabled]
+
+
+def stage_input(cfg: RLConfig, stage: str) -> Path | None:
+    """The weights a stage starts from: the previous enabled stage's final output, or the base."""
+    previous = None
+    for s in STAGES:
+        if s == stage:
+            return previous
+        if getattr(cfg, s).enabled and final_dir(cfg, s).exists():
+            previous = final_dir(cfg, s)
+    return previous
+
+
+def tokenizer_source(cfg: RLConfig) -> str:
+    local = cfg.resolve(cfg.model.base)
+    return str(local) if local.exists() else cfg.model.base
+
+
+def _trainer_common(cfg: RLConfig, stage: str, device: str) -> dict[str, Any]:
+    # transformers 5 reads the TensorBoard directory from the environment when the Trainer is built.
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(cfg.output_dir / "tensorboard" / stage)
+    return {
+        "output_dir": str(stage_dir(cfg, stage)),
+        "seed": cfg.run.seed,
+        "data_seed": cfg.run.seed,
+        "use_cpu": device == "cpu",
+        "bf16": device == "cuda" and cfg.model.dtype in ("auto", "bfloat16"),
+        "report_to": ["tensorboard"] if cfg.logging.tensorboard else [],
+        "save_strategy": "steps",
+        "save_total_limit": 2,
+        "disable_tqdm": not cfg.logging.progress,
+        "logging_first_step": True,
+    }
+
+
+# --- cold start -----------------------------------------------------------------------------------
+
+
+def run_cold_start(cfg: RLConfig, callbacks: list[Any] | None = None) -> Path:
+    """Supervised fine-tuning on `<think>` traces so the model writes QwQ's format."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    check_gpu_options(cfg)
+    device = resolve_device(cfg)
+    section = cfg.cold_start
+    tok = load_tokenizer(tokenizer_source(cfg))
+    rows = [r for src in section.data for r in read_rows(cfg.resolve(src), "trace")]
+    if not rows:
+        from rl_finetune.config import ConfigError
+
+        raise ConfigError(f"{cfg.source}: [cold_start] is enabled but cold_start.data is empty")
+    ds = Dataset.from_list(
+        [
+            {
+                "prompt": render_prompt(tok, r["prompt"], cfg.run.system_prompt),
+                "completion": r["completion"] + tok.eos_token,
+            }
+            for r in rows
+        ]
+    )
+    args = SFTConfig(
+        **_trainer_common(cfg, "cold_start", device),
+        num_train_epochs=section.epochs,
+        max_steps=section.max_steps,
+        learning_rate=section.learning_rate,
+        per_device_train_batch_size=section.batch_size,
+        gradient_accumulation_steps=section.gradient_accumulation_steps,
+        max_length=section.max_length,
+        save_steps=section.save_steps,
+        logging_steps=1,
+        lr_scheduler_type="constant",
+        completion_only_loss=True,
+    )
+    model = load_policy(cfg, None)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=ds,
+        processing_class=tok,
+        callbacks=[
+            JsonlMetrics(cfg.output_dir / "metrics.jsonl", "cold_start"),
+            *(callbacks or []),
+        ],
+    )
+    trainer.train(resume_from_checkpoint=_resume_point(cfg, "cold_start"))
+    save_policy(trainer.model, tok, final_dir(cfg, "cold_start"))
+    return final_dir(cfg, "cold_start")
+
+
+def _resume_point(cfg: RLConfig, stage: str) -> str | None:
+    ckpt = last_checkpoint(stage_dir(cfg, stage))
+    return str(ckpt) if ckpt else None
+
+
+# --- GRPO stages ----------------------------------------------------------------------------------
+
+
+def grpo_args(cfg: RLConfig, stage: str, section: GRPOSection, device: str) -> Any:
+    """TRL GRPOConfig from our section (the published-recipe defaults live in config.py)."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        **_trainer_common(cfg, stage, device),
+        max_steps=section.max_steps,
+        learning_rate=section.learning_rate,
+        warmup_steps=section.warmup_steps,
+        lr_scheduler_type=section.lr_scheduler,
+        per_device_train_batch_size=section.batch_size,
+        gradient_accumulation_steps=section.gradient_accumulation_steps,
+        num_generations=section.num_generations,
+        max_completion_length=section.max_completion_length,
+        temperature=section.temperature,
+        top_p=section.top_p,
+        top_k=section.top_k,
+        loss_type=section.loss_type,
+        epsilon=section.epsilon,
+        epsilon_high=section.epsilon_high,
+        beta=section.beta,
+        scale_rewards=section.scale_rewards,
+        mask_truncated_completions=section.mask_truncated_completions,
+        num_iterations=section.num_iterations,
+        save_steps=section.save_steps,
+        logging_steps=section.logging_steps,
+        use_vllm=section.use_vllm,
+        vllm_mode=section.vllm_mode,
+        vllm_gpu_memory_utilization=section.vllm_gpu_memory_utilization,
+        gradient_checkpointing=cfg.model.gradient_checkpointing,
+    )
+
+
+def math_code_rows(cfg: RLConfig, section: Any, tok: Any) -> list[dict[str, Any]]:
+    """Stage-1 prompts: math rows carry `answer`, code rows `tests` (+ `entry_point`)."""
+    rows: list[dict[str, Any]] = []
+    for src in section.math_data:
+        for r in read_rows(cfg.resolve(src), "math"):
+            user = math_user_text(r["prompt"], cfg.run.math_suffix)
+            rows.append(_row(tok, cfg, user, answer=r["answer"]))
+    for src in section.code_data:
+        for r in read_rows(cfg.resolve(src), "code"):
+            rows.append(
+                _row(tok, cfg, r["prompt"], tests=r["tests"], entry_point=r.get("entry_point"))
+            )
+    return rows
+
+
+def general_rows(cfg: RLConfig, section: Any, tok: Any) -> list[dict[str, Any]]:
+    return [
+        _row(tok, cfg, r["prompt"], constraints=r.get("constraints"))
+        for src in section.general_data
+        for r in read_rows(cfg.resolve(src), "general")
+    ]
+
+
+_COLUMNS = ("answer", "tests", "entry_point", "constraints")
+
+
+def _row(tok: Any, cfg: RLConfig, user: str, **columns: Any) -> dict[str, Any]:
+    """Every row has every column (None where it doesn't apply) so datasets can hold a mix; the
+    reward functions answer None for rows that aren't theirs."""
+    row = {"prompt": render_prompt(tok, user, cfg.run.system_prompt)}
+    for name in _COLUMNS:
+        value = columns.get(name)
+        # Nested lists/dicts go in as JSON text: Arrow can't hold mixed test shapes in one column,
+        # and the verifiers parse JSON strings (as verl stores ground truth).
+        row[name] = json.dumps(value) if isinstance(value, (list, dict)) else value
+    return row
+
+
+def stage_rewards(cfg: RLConfig, stage: str, rows: list[dict[str, Any]], sandbox_url: str | None):
+    """Reward functions for a stage. Stage 1: math verifier + code server only (QwQ recipe)."""
+    from rl_finetune import rewards
+
+    section = getattr(cfg, stage)
+    funcs: list[Callable[..., Any]] = []
+    if any(r["answer"] is not None for r in rows):
+        funcs.append(rewards.math_accuracy_reward)
+    if any(r["tests"] is not None for r in rows):
+        funcs.append(rewards.make_code_reward(sandbox_url))
+    if stage == "stage2":
+        if "format" in section.rule_verifiers:
+            funcs.append(rewards.format_reward)
+        if "instructions" in section.rule_verifiers and any(r["constraints"] for r in rows):
+            funcs.append(rewards.instruction_reward)
+        if section.reward_model:
+            from rl_finetune.reward_model import make_reward_model_reward
+
+            funcs.append(
+                make_reward_model_reward(
+                    str(cfg.resolve(section.reward_model))
+                    if cfg.resolve(section.reward_model).exists()
+                    else section.reward_model,
+                    weight=section.reward_model_weight,
+                )
+            )
+    if section.overlong_buffer:
+        funcs.append(
+            rewards.make_soft_overlong_reward(
+                section.max_completion_length, section.overlong_buffer
+            )
+        )
+    return funcs
+
+
+def stage_dataset(cfg: RLConfig, stage: str, tok: Any) -> list[dict[str, Any]]:
+    section = getattr(cfg, stage)
+    if stage == "stage1":
+        rows = math_code_rows(cfg, section, tok)
+    else:
+        general = general_rows(cfg, section, tok)
+        kept = math_code_rows(cfg, section, tok) or math_code_rows(cfg, cfg.stage1, tok)
+        n_keep = round(
+            len(general) * section.math_code_fraction / max(1e-9, 1 - section.math_code_fraction)
+        )
+        if section.math_code_fraction >= 1:
+            n_keep = len(kept)
+        rng = random.Random(cfg.run.seed)
+        rows = general + (rng.sample(kept, min(n_keep, len(kept))) if kept else [])
+    if not rows:
+        from rl_finetune.config import ConfigError
+
+        raise ConfigError(f"{cfg.source}: [{stage}] is enabled but has no data rows")
+    return rows
+
+
+def run_grpo(
+    cfg: RLConfig,
+    stage: str,
+    sandbox_url: str | None = None,
+    callbacks: list[Any] | None = None,
+    reward_funcs: list[Callable[..., Any]] | None = None,
+    rows: list[dict[str, Any]] | None = None,
+) -> Path:
+    """One GRPO stage with TRL; returns the stage's final directory."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    check_gpu_options(cfg)
+    device = resolve_device(cfg)
+    section: GRPOSection = getattr(cfg, stage)
+    tok = load_tokenizer(tokenizer_source(cfg))
+    rows = rows if rows is not None else stage_dataset(cfg, stage, tok)
+    funcs = reward_funcs or stage_rewards(cfg, stage, rows, sandbox_url)
+    model = load_policy(cfg, stage_input(cfg, stage))
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=funcs,
+        args=grpo_args(cfg, stage, section, device),
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tok,
+        callbacks=[JsonlMetrics(cfg.output_dir / "metrics.jsonl", stage), *(callbacks or [])],
+    )
+    trainer.train(resume_from_checkpoint=_resume_point(cfg, stage))
+    save_policy(trainer.model, tok, final_dir(cfg, stage))
+    return final_dir(cfg, stage)

@@ -1,0 +1,173 @@
+"""The CPU toy that shows RL learning: "Which is largest: 3, 8, 5, 1?" answered in `\\boxed{}`.
+
+Why this task: a model a few hundred kilobytes big (plus QwQ's 152k-token embeddings) can learn it
+in minutes on two cores, and the rule it has to find (pick the largest digit) generalises to
+held-out lists, so the accuracy gain is measured on prompts never trained on.
+
+How the recipe is staged so the gain comes from RL, not from the cold start:
+- cold start: a handful of `<think>` traces teach QwQ's format (reasoning, `</think>`, a boxed
+  answer) but the boxed digit is one of the listed numbers chosen at random, so held-out accuracy
+  starts near 1/K (A0);
+- stage 1: GRPO with rewards ONLY from the math verifier (`rl_finetune.verifiers.math.verify`);
+  sampling finds the right digit about 1/K of the time, and the verifier's reward teaches the rule
+  (A1).
+
+The model is a Qwen2ForCausalLM with QwQ's tokenizer and chat format (vocab 152064, q/k/v biases,
+untied head), only narrow and shallow, so the run exports to GGUF like the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+from rl_finetune.config import RLConfig
+
+TOY_K = 4  # numbers per question
+
+
+def question(nums: list[int]) -> str:
+    return f"Which is largest: {', '.join(map(str, nums))}?"
+
+
+def problems(seed: int, n_train: int, n_eval: int, k: int = TOY_K) -> tuple[list, list]:
+    """Distinct digit lists; the held-out ones never appear in training (in any order)."""
+    rng = random.Random(seed)
+    held: list[tuple[int, ...]] = []
+    seen: set[frozenset[int]] = set()
+    while len(held) < n_eval:
+        nums = tuple(rng.sample(range(10), k))
+        if frozenset(nums) not in seen:
+            seen.add(frozenset(nums))
+            held.append(nums)
+    train: list[tuple[int, ...]] = []
+    while len(train) < n_train:
+        nums = tuple(rng.sample(range(10), k))
+        if frozenset(nums) not in seen:
+            train.append(nums)
+    return train, held
+
+
+def write_datasets(
+    out_dir: Path, seed: int = 0, n_cold: int = 48, n_train: int = 512, n_eval: int = 48
+) -> dict[str, Path]:
+    """cold_start.jsonl (traces with a random listed digit), train.jsonl, eval.jsonl (held out)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed + 1)
+    train, held = problems(seed, n_train, n_eval)
+    files = {
+        "cold_start": [
+            {
+                "prompt": question(list(n)),
+                "reasoning": "Compare the numbers.",
+                "answer": f"\\boxed{{{rng.choice(n)}}}",
+            }
+            for n in train[:n_cold]
+        ],
+        "train": [{"prompt": question(list(n)), "answer": str(max(n))} for n in train],
+        "eval": [{"prompt": question(list(n)), "answer": str(max(n))} for n in held],
+    }
+    paths = {}
+    for name, rows in files.items():
+        path = out_dir / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        paths[name] = path
+    return paths
+
+
+def build_toy_model(
+    out_dir: Path,
+    tokenizer_dir: Path | None = None,
+    seed: int = 0,
+    hidden: int = 64,
+    layers: int = 2,
+) -> Path:
+    """A small randomly initialised Qwen2 with QwQ's tokenizer, saved in bf16 like QwQ-32B."""
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    from convert.tiny_model import QWQ_VOCAB_SIZE
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = Qwen2Config(
+        vocab_size=QWQ_VOCAB_SIZE,
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+        rope_theta=1_000_000.0,
+        tie_word_embeddings=False,
+        bos_token_id=151643,
+        eos_token_id=151645,
+        pad_token_id=151643,
+    )
+    config.architectures = ["Qwen2ForCausalLM"]
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    model.generation_config = GenerationConfig(
+        bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643
+    )
+    model.save_pretrained(str(out_dir))
+    if tokenizer_dir is not None:
+        for f in Path(tokenizer_dir).iterdir():
+            if f.name.startswith(("tokenizer", "vocab", "merges", "special_tokens")):
+                shutil.copy(f, out_dir / f.name)
+    else:
+        from convert.qwen_tokenizer import write_tokenizer_files
+
+        write_tokenizer_files(out_dir)
+    return out_dir
+
+
+def toy_config(run_dir: Path, base: Path, data: dict[str, Path], **overrides: Any) -> RLConfig:
+    """Settings that make the toy learn in minutes on 2 CPU cores (fixed seed)."""
+    cfg = RLConfig.model_validate(
+        {
+            "model": {
+                "base": str(base),
+                "finetune": "full",
+                "device": "cpu",
+                "dtype": "float32",
+                "freeze_embeddings": True,
+            },
+            "run": {"output_dir": str(run_dir), "seed": 0, "math_suffix": ""},
+            "cold_start": {
+                "data": [str(data["cold_start"])],
+                "epochs": 4,
+                "learning_rate": 3e-2,
+                "batch_size": 16,
+                "max_length": 128,
+                "save_steps": 1000,
+            },
+            "stage1": {
+                "math_data": [str(data["train"])],
+                "max_steps": 40,
+                "learning_rate": 1e-3,
+                "batch_size": 16,
+                "num_generations": 8,
+                "max_completion_length": 16,
+                "save_steps": 10,
+            },
+            "stage2": {"enabled": False},
+            "eval": {
+                "data": [str(data["eval"])],
+                "k": 4,
+                "temperature": 1.0,
+                "top_p": 1.0,
+                "max_new_tokens": 16,
+            },
+            "logging": {"tensorboard": True, "plots": True, "progress": True},
+        }
+    )
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        setattr(getattr(cfg, section), key, value)
+    return cfg
