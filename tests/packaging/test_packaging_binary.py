@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +140,45 @@ def test_binary_ask_runs_the_tiny_gguf(
     reference = run_python_cli(*args, cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr
     assert answer_events(done.stdout) == answer_events(reference.stdout)
+
+
+@pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="tmux not installed (apt-get install tmux)"
+)
+def test_binary_opens_the_tui_in_a_terminal(binary: Path, tmp_path: Path, tiny_gguf: Path) -> None:
+    """The frozen app finds Textual's and our stylesheets, loads the model, and quits cleanly."""
+    session = f"qwq-pkg-{os.getpid()}"
+    marker = tmp_path / "exit-status"
+    env_vars = " ".join(
+        f"{k}={shlex.quote(os.environ[k])}" for k in os.environ if k.startswith("QWQ_CHAT_")
+    )
+    command = (
+        f"env -u PYTHONPATH {env_vars} {shlex.quote(str(binary))} --model "
+        f"{shlex.quote(str(tiny_gguf))} --n-ctx 512; echo $? > {shlex.quote(str(marker))}"
+    )
+    tmux = ["tmux", "-L", session]
+    subprocess.run(
+        [*tmux, "new-session", "-d", "-s", session, "-x", "120", "-y", "30", command],
+        check=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    try:
+        screen = ""
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            screen = subprocess.run(
+                [*tmux, "capture-pane", "-p", "-t", session], capture_output=True, text=True
+            ).stdout
+            if "ready" in screen and tiny_gguf.name in screen:
+                break
+            time.sleep(0.5)
+        assert "ready" in screen and tiny_gguf.name in screen, screen
+        assert "New chat" in screen  # the footer: Textual's CSS and ours were found
+        subprocess.run([*tmux, "send-keys", "-t", session, "C-q"], check=True, timeout=10)
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.read_text().strip() == "0"
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
