@@ -15,7 +15,7 @@ powershell -ExecutionPolicy Bypass -File packaging\install.ps1 -DryRun
 [CmdletBinding()]
 param(
     [switch]$DryRun,
-    [ValidateSet("", "cpu", "cuda")][string]$Backend = "",
+    [ValidateSet("cpu", "cuda")][string]$Backend,
     [string]$Venv = "",
     [string]$From = "",
     [string]$Python = "python",
@@ -47,12 +47,12 @@ function Find-Nvcc {
 
 # --- Python -----------------------------------------------------------------------------------
 if (-not (Get-Command $Python -ErrorAction SilentlyContinue)) {
-    Write-Error "'$Python' not found; install Python 3.11 or newer (python.org) or pass -Python PATH"
+    Write-Host "install.ps1: '$Python' not found; install Python 3.11 or newer (python.org) or pass -Python PATH" -ForegroundColor Red
     exit 1
 }
 & $Python -c "import sys; sys.exit(sys.version_info < (3, 11))"
 if ($LASTEXITCODE -ne 0) {
-    Write-Error "qwq-chat needs Python 3.11 or newer; pass -Python PATH"
+    Write-Host "install.ps1: qwq-chat needs Python 3.11 or newer; pass -Python PATH" -ForegroundColor Red
     exit 1
 }
 
