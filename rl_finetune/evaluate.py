@@ -88,6 +88,23 @@ def score(row: dict[str, Any], completion: str, sandbox_url: str | None) -> floa
     )
 
 
+def _math_scores(rows: list[dict[str, Any]], outputs: list[list[str]]) -> dict[int, list[float]]:
+    """All math completions verified in one parallel batch (the verifier's worker pool)."""
+    from rl_finetune.verifiers.math import verify_batch
+
+    pairs = [
+        (i, c, row["answer"])
+        for i, (row, cs) in enumerate(zip(rows, outputs, strict=True))
+        if row["kind"] == "math"
+        for c in cs
+    ]
+    flat = verify_batch([c for _, c, _ in pairs], [g for _, _, g in pairs]) if pairs else []
+    out: dict[int, list[float]] = {}
+    for (i, _, _), s in zip(pairs, flat, strict=True):
+        out.setdefault(i, []).append(s)
+    return out
+
+
 def _entry(row: dict[str, Any]) -> dict[str, Any]:
     return {"entry_point": row["entry_point"]} if row.get("entry_point") else {}
 
@@ -138,8 +155,12 @@ def evaluate(
         backend = "transformers"
         outputs = _generate_hf(path, prompts, k, seed, batch_size=batch_size, **sampling)
     samples, p1, pk = [], [], []
-    for row, completions in zip(rows, outputs, strict=True):
-        scores = [score(row, c, sandbox_url) for c in completions]
+    math_scores = _math_scores(rows, outputs)
+    for i, (row, completions) in enumerate(zip(rows, outputs, strict=True)):
+        if row["kind"] == "math":
+            scores = math_scores[i]
+        else:
+            scores = [score(row, c, sandbox_url) for c in completions]
         correct = sum(s >= 1.0 for s in scores)
         p1.append(sum(scores) / len(scores))
         pk.append(pass_at_k(len(scores), correct, k))

@@ -63,7 +63,7 @@ def write_datasets(
         "cold_start": [
             {
                 "prompt": question(list(n)),
-                "reasoning": "Compare the numbers.",
+                "reasoning": "Compare.",
                 "answer": f"\\boxed{{{rng.choice(n)}}}",
             }
             for n in train[:n_cold]
@@ -141,9 +141,9 @@ def toy_config(run_dir: Path, base: Path, data: dict[str, Path], **overrides: An
             "run": {"output_dir": str(run_dir), "seed": 0, "math_suffix": ""},
             "cold_start": {
                 "data": [str(data["cold_start"])],
-                "epochs": 4,
+                "epochs": 5,
                 "learning_rate": 3e-2,
-                "batch_size": 16,
+                "batch_size": 8,
                 "max_length": 128,
                 "save_steps": 1000,
             },
