@@ -101,9 +101,13 @@ def load_imatrix(path: Path) -> dict[str, list[float]]:
         counts = tensors.get(base + ".counts")
         if counts is None:
             raise ConvertError(f"{path}: {base}.in_sum2 has no matching {base}.counts")
-        rows = sums.reshape(len(counts.reshape(-1)), -1)
-        denom = np.maximum(counts.reshape(-1, 1), 1.0)
-        out[base] = (rows / denom).reshape(-1).astype(np.float32).tolist()
+        counts = counts.reshape(-1)
+        rows = sums.reshape(len(counts), -1)
+        # Like llama-quantize: mean squared activation per column; a matrix (expert) that saw no
+        # calibration input gets neutral weights of 1.
+        safe = np.where(counts > 0, counts, 1.0).reshape(-1, 1)
+        values = np.where(counts.reshape(-1, 1) > 0, rows / safe, 1.0)
+        out[base] = values.reshape(-1).astype(np.float32).tolist()
     if not out:
         raise ConvertError(f"{path} holds no `*.in_sum2` tensors: not an importance matrix")
     return out

@@ -8,33 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import cached_build
+import tiny256
 
 import convert.hf_to_gguf as hf_to_gguf
-from convert.tiny_model import BUILD_VERSION, build_tiny_checkpoint
 from convert.verify import TOKENIZER_CORPUS, thresholds_for, verify
 
-
-@pytest.fixture(scope="session")
-def tiny256_checkpoint() -> Path:
-    """Width 256, so K-quant blocks (256 wide) apply and Q4_K_M really is Q4_K/Q6_K, no fallback."""
-
-    def build(tmp: Path) -> None:
-        build_tiny_checkpoint(tmp, hidden_size=256, max_shard_size="60MB", seed=1)
-
-    return cached_build(f"tiny-qwq-{BUILD_VERSION}-w256", build)
-
-
-@pytest.fixture(scope="session")
-def tiny256_q4_k_m(tiny256_checkpoint: Path) -> Path:
-    from convert.quantize import quantize_gguf
-
-    def build(tmp: Path) -> None:
-        hf_to_gguf.convert_checkpoint(tiny256_checkpoint, tmp / "bf16.gguf", outtype="bf16")
-        quantize_gguf(tmp / "bf16.gguf", tmp / "model.gguf", "Q4_K_M", log_file=tmp / "q.log")
-        (tmp / "bf16.gguf").unlink()
-
-    return cached_build(f"tiny-qwq-{BUILD_VERSION}-w256-q4_k_m", build) / "model.gguf"
+# Session fixtures shared with the other convert tests (tests/convert/tiny256.py).
+tiny256_checkpoint = tiny256.tiny256_checkpoint
+tiny256_bf16 = tiny256.tiny256_bf16
+tiny256_q4_k_m = tiny256.tiny256_q4_k_m
 
 
 def test_corpus_covers_the_hard_cases() -> None:

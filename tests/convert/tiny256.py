@@ -1,0 +1,39 @@
+"""Session fixtures shared by the convert tests: a width-256 tiny model and its Q4_K_M GGUF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import cached_build
+
+import convert.hf_to_gguf as hf_to_gguf
+from convert.tiny_model import BUILD_VERSION, build_tiny_checkpoint
+
+
+@pytest.fixture(scope="session")
+def tiny256_checkpoint() -> Path:
+    """Width 256, so K-quant blocks (256 wide) apply and Q4_K_M really is Q4_K/Q6_K, no fallback."""
+
+    def build(tmp: Path) -> None:
+        build_tiny_checkpoint(tmp, hidden_size=256, max_shard_size="60MB", seed=1)
+
+    return cached_build(f"tiny-qwq-{BUILD_VERSION}-w256", build)
+
+
+@pytest.fixture(scope="session")
+def tiny256_bf16(tiny256_checkpoint: Path) -> Path:
+    def build(tmp: Path) -> None:
+        hf_to_gguf.convert_checkpoint(tiny256_checkpoint, tmp / "model.gguf", outtype="bf16")
+
+    return cached_build(f"tiny-qwq-{BUILD_VERSION}-w256-bf16", build) / "model.gguf"
+
+
+@pytest.fixture(scope="session")
+def tiny256_q4_k_m(tiny256_bf16: Path) -> Path:
+    from convert.quantize import quantize_gguf
+
+    def build(tmp: Path) -> None:
+        quantize_gguf(tiny256_bf16, tmp / "model.gguf", "Q4_K_M", log_file=tmp / "q.log")
+
+    return cached_build(f"tiny-qwq-{BUILD_VERSION}-w256-q4_k_m", build) / "model.gguf"
