@@ -483,6 +483,45 @@ def _path_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+TRAINING_PACKAGES = ("torch", "transformers", "trl", "peft", "vllm", "bitsandbytes", "deepspeed")
+
+
+def check_training(gpus: list[Gpu]) -> Check:
+    """The optional RL stack, read from package metadata (importing torch would take seconds).
+
+    A CPU build of torch next to an NVIDIA GPU is the same silent failure as a CPU llama.cpp.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions: dict[str, str] = {}
+    for name in TRAINING_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    details: dict[str, Any] = {"packages": versions}
+    if "torch" not in versions:
+        return Check(
+            "training",
+            "info",
+            "RL stack not installed (only needed for `qwq-chat rl`): pip install 'qwq-chat[train]'",
+            details=details,
+        )
+    listed = ", ".join(f"{k} {v}" for k, v in versions.items())
+    torch_version = versions["torch"]
+    if gpus and "+cpu" in torch_version:
+        base = torch_version.split("+", 1)[0]
+        return Check(
+            "training",
+            "warn",
+            f"torch {torch_version} is a CPU build, but an NVIDIA GPU is present ({listed})",
+            fix=f"{shlex.quote(sys.executable)} -m pip install --force-reinstall "
+            f'"torch=={base}" --index-url https://pypi.org/simple  (PyPI\'s Linux torch is CUDA)',
+            details=details,
+        )
+    return Check("training", "ok", listed, details=details)
+
+
 def check_sandbox() -> Check:
     """The RL code server sandboxes programs with bubblewrap (Linux only)."""
     if platform.system() != "Linux":
@@ -520,6 +559,7 @@ def run_checks() -> list[Check]:
         check_memory(total, available),
         check_models(paths.models_dir()),
         check_configured_model(total, gpus),
+        check_training(gpus),
         check_sandbox(),
     ]
 

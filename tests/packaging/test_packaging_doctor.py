@@ -29,6 +29,13 @@ from app.doctor import (
 CPU_ONLY = not llama_cpp.llama_supports_gpu_offload()
 
 
+def _version_or_none(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def run_doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app", "doctor", *args],
@@ -74,6 +81,9 @@ def test_doctor_reports_this_install(isolated_state: Path) -> None:
     # The best QwQ-32B quant that fits this machine, or a remote server when none does.
     assert "qwq-chat models pull Qwen/QwQ-32B-GGUF --quant " in fix or "--backend openai" in fix
     assert checks["config"]["details"]["model"] is None
+    training = checks["training"]
+    assert training["details"]["packages"].get("torch") == _version_or_none("torch")
+    assert training["status"] in ("ok", "info")
 
 
 def test_doctor_lists_model_files_and_flags_broken_ones(
@@ -157,6 +167,13 @@ def test_doctor_gpu_with_cpu_only_build_gives_reinstall_command(isolated_state: 
     assert 'CMAKE_ARGS="-DGGML_CUDA=on"' in gpu["fix"]
     assert f"llama-cpp-python=={version}" in gpu["fix"]
     assert sys.executable in gpu["fix"] and "--force-reinstall" in gpu["fix"]
+
+    # A CPU build of torch next to that GPU is pointed out too (a warning: chat does not need torch).
+    training = by_name(report)["training"]
+    torch_version = _version_or_none("torch")
+    if torch_version and "+cpu" in torch_version:
+        assert training["status"] == "warn"
+        assert f'"torch=={torch_version.split("+")[0]}"' in training["fix"]
 
     # The human-readable report shows the same problem and fix, and also exits 1.
     done = run_doctor(env=env)
