@@ -61,6 +61,8 @@ class ScriptedEngine:
         self.calls: list[dict[str, Any]] = []  # each stream() call: messages, sampling, prefill
         self._cancel = threading.Event()
         self.closed = False
+        self.streaming = False
+        self.closed_while_streaming = False  # what a real engine would crash on
         self.release_gil = release_gil  # drop the GIL per piece, as llama.cpp does while decoding
         self.fixed_stats = fixed_stats  # reported instead of measured figures (for snapshots)
         self.gate: threading.Event | None = None  # when set by a test: each piece waits for it
@@ -75,6 +77,15 @@ class ScriptedEngine:
         prefill: str = "",
     ) -> Iterator[Chunk]:
         self._cancel.clear()
+        self.streaming = True
+        try:
+            yield from self._play(messages, sampling, prefill)
+        finally:
+            self.streaming = False
+
+    def _play(
+        self, messages: list[dict[str, Any]], sampling: Sampling, prefill: str
+    ) -> Iterator[Chunk]:
         self.calls.append({"messages": messages, "sampling": sampling, "prefill": prefill})
         turn = self.turns[min(len(self.calls) - 1, len(self.turns) - 1)]
         pieces = turn() if callable(turn) else turn
@@ -120,3 +131,4 @@ class ScriptedEngine:
 
     def close(self) -> None:
         self.closed = True
+        self.closed_while_streaming = self.streaming

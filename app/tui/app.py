@@ -6,7 +6,9 @@ line) and a message sent meanwhile waits for it.
 
 from __future__ import annotations
 
+import asyncio
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ from app.tui import clipboard
 from app.tui.chat_screen import ChatScreen
 from app.tui.export import export_conversation
 
-SWITCH_INTERVAL_S = 0.0005
+SWITCH_INTERVAL_S = 0.0002
+CLOSE_WAIT_S = 10.0  # on quit, how long to wait for a running generation to stop
 THEMES = {"dark": "textual-dark", "light": "textual-light"}
 
 
@@ -130,7 +133,19 @@ class ChatApp(App):
     def toggle_theme(self) -> None:
         self.theme = THEMES["light"] if self.theme == THEMES["dark"] else THEMES["dark"]
 
-    def on_unmount(self) -> None:
+    async def on_unmount(self) -> None:
+        """Quit mid-answer: stop the generation and let its thread leave the engine first.
+
+        Closing a llama.cpp model while a thread is still decoding with it crashes the process.
+        """
         sys.setswitchinterval(self._switch_interval)
+        screen = getattr(self, "chat_screen", None)
+        if screen is not None and screen.generating:
+            screen.session.cancel()
+            deadline = time.monotonic() + CLOSE_WAIT_S
+            while screen.generating and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if screen.generating:
+                return  # still inside the engine: leave the model to the process exit
         if self.engine is not None:
             self.engine.close()

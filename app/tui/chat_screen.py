@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from app.tui.app import ChatApp
 
 FRAME_S = 1 / 30  # the UI applies streamed text at most this often...
-MAX_FRAME_S = 1 / 4  # ...and at least this often
-UI_CPU_SHARE = 0.5  # above this share of a core, updates are spaced out (the engine needs CPU too)
+MAX_FRAME_S = 1 / 2  # ...and at least this often
+UI_CPU_SHARE = 0.15  # above this share of a core, updates are spaced out (the engine needs CPU too)
 HISTORY_PAGE = (
     40  # messages mounted when a chat opens; older ones on request (long chats stay fast)
 )
@@ -90,6 +90,7 @@ class ChatScreen(Screen):
         self.buffer = EventBuffer(self._wake)
         self.live_view: AssistantMessage | None = None
         self.worker: Worker | None = None
+        self.in_engine = False  # the generation thread is iterating the session right now
         self.pending_prompt: str | None = None  # sent before the model finished loading
         self._last_drain = 0.0
         self._last_cpu = 0.0
@@ -130,7 +131,8 @@ class ChatScreen(Screen):
 
     @property
     def generating(self) -> bool:
-        return self.worker is not None and self.worker.is_running
+        """An answer is being produced (its thread may outlive a cancelled worker at quit)."""
+        return self.in_engine or (self.worker is not None and self.worker.is_running)
 
     async def on_mount(self) -> None:
         self.composer.focus()
@@ -233,6 +235,9 @@ class ChatScreen(Screen):
         self.applied_tokens = 0
         await self.chat.mount(self.live_view)
         self.chat.anchor()
+        self.composer.cursor_blink = (
+            False  # a blinking cursor redraws twice a second: CPU the engine needs
+        )
         self.status.state = "generating…"
         self.worker = self._generate(make_events)
 
@@ -240,12 +245,14 @@ class ChatScreen(Screen):
     def _generate(self, make_events: Callable[[], Iterator[Event]]) -> None:
         """Runs in a thread: every event goes into the buffer; the UI picks them up per frame."""
         buffer = self.buffer
+        self.in_engine = True
         try:
             for event in make_events():
                 buffer.put(event)
         except Exception as exc:  # SessionError (a UserError) or an engine failure
             buffer.put(Done(finish_reason="error", error=str(exc)))
         finally:
+            self.in_engine = False
             self.post_message(GenerationEnded())
 
     def _wake(self) -> None:
@@ -310,6 +317,7 @@ class ChatScreen(Screen):
     async def _finish(self, view: AssistantMessage, done: Done) -> None:
         await view.finish(done.finish_reason)
         self.live_view = None
+        self.composer.cursor_blink = True
         self.status.state = {"cancelled": "stopped", "error": "error"}.get(
             done.finish_reason, "ready"
         )

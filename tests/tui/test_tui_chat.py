@@ -421,3 +421,17 @@ async def test_theme_toggle() -> None:
         assert app.theme == "textual-light"
         await pilot.press("f4")
         assert app.theme == "textual-dark"
+
+
+async def test_quit_mid_answer_stops_generation_before_closing_the_engine() -> None:
+    app, engine = make_app([qwq_turn("thinking " * 50, "answer " * 500)], delay_s=0.01)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.engine is not None)
+        app.chat_screen.composer.insert("go")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: engine.streaming)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert engine.closed and not engine.closed_while_streaming
+    stored = app.store.messages(app.chat_screen.session.conversation_id)[-1]
+    assert stored.finish_reason == "cancelled"  # what was generated is kept

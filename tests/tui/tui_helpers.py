@@ -47,20 +47,23 @@ def make_app(
 
 async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 10.0) -> None:
     """Let the app run until `condition()` holds; fail the test after `timeout` seconds."""
+    import asyncio
     import time
 
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for the app")
-        await pilot.pause(0.02)
+        # not pilot.pause(delay): that forces a screen refresh each time, work the real app
+        # would not do (it would distort the benchmarks that use this helper)
+        await asyncio.sleep(0.02)
 
 
-async def wait_idle(pilot: Any, app: ChatApp) -> None:
+async def wait_idle(pilot: Any, app: ChatApp, timeout: float = 10.0) -> None:
     """Until the engine is loaded and no answer is streaming."""
-    await wait_for(pilot, lambda: app.engine is not None)
+    await wait_for(pilot, lambda: app.engine is not None, timeout)
     screen = app.chat_screen
-    await wait_for(pilot, lambda: not screen.generating and screen.live_view is None)
+    await wait_for(pilot, lambda: not screen.generating and screen.live_view is None, timeout)
     await pilot.pause()
 
 
