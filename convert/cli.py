@@ -56,6 +56,11 @@ def verify(
     checkpoint: Path = typer.Argument(..., help="The Hugging Face checkpoint the GGUF came from."),
     model: Path = typer.Argument(..., help="The GGUF file to check."),
     threads: int = typer.Option(0, "--threads", help="llama.cpp threads (0: default)."),
+    hf_dtype: str = typer.Option(
+        "float32",
+        "--hf-dtype",
+        help="float32 (exact reference, 4 bytes/param of RAM) or bfloat16 (half the RAM, looser).",
+    ),
     tokenizer_only: bool = typer.Option(
         False, "--tokenizer-only", help="Skip the logit comparison (no torch model load)."
     ),
@@ -65,7 +70,13 @@ def verify(
     from convert.verify import print_report
     from convert.verify import verify as run_verify
 
-    report = run_verify(checkpoint, model, threads=threads or None, check_logits=not tokenizer_only)
+    report = run_verify(
+        checkpoint,
+        model,
+        threads=threads or None,
+        check_logits=not tokenizer_only,
+        hf_dtype=hf_dtype,
+    )
     print_report(report, model)
     if not report.passed:
         failed = ", ".join(c.name for c in report.checks if not c.passed)

@@ -70,10 +70,14 @@ def _capture_llama_log(
         try:
             yield
         finally:
-            # Back to llama-cpp-python's own handler (the one it installs at import).
+            # Back to the handler that was active: the app's log file if it routed llama.cpp's
+            # logs there (app.engines.llama_engine.route_llama_logs), else llama-cpp-python's own.
             from llama_cpp import _logger
 
-            llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+            from app.engines import llama_engine
+
+            previous = llama_engine._log_callback or _logger.llama_log_callback
+            llama_cpp.llama_log_set(previous, ctypes.c_void_p(0))
 
 
 def load_imatrix(path: Path) -> dict[str, list[float]]:

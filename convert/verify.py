@@ -180,6 +180,7 @@ def verify(
     prompts: list[str] | None = None,
     threads: int | None = None,
     check_logits: bool = True,
+    hf_dtype: str = "float32",
 ) -> Report:
     """Run both parity checks and return the report (the CLI prints it and sets the exit code)."""
     from transformers import AutoTokenizer
@@ -189,6 +190,8 @@ def verify(
     from convert.llama_runtime import open_llama
 
     checkpoint, gguf_path = Path(checkpoint), Path(gguf_path)
+    if hf_dtype not in ("float32", "bfloat16"):
+        raise ConvertError(f"--hf-dtype must be float32 or bfloat16, not {hf_dtype!r}")
     load_checkpoint(checkpoint)  # same input checks (and messages) as `convert`
     if not gguf_path.is_file():
         raise ConvertError(f"{gguf_path} does not exist: give the GGUF file to verify")
@@ -217,7 +220,7 @@ def verify(
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=getattr(torch, hf_dtype))
     model.eval()
     id_lists = [hf_tok(p, add_special_tokens=False).input_ids for p in prompts]
     n_ctx = max(len(x) for x in id_lists) + 16
