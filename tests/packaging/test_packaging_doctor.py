@@ -221,3 +221,21 @@ def test_backend_detection_from_system_info_and_libs(tmp_path: Path) -> None:
 def test_reinstall_command_for_metal() -> None:
     cmd = reinstall_command("metal", "0.3.36")
     assert "-DGGML_METAL=on" in cmd and "llama-cpp-python==0.3.36" in cmd
+
+
+def test_doctor_fails_when_llama_cpp_cannot_be_imported(isolated_state: Path) -> None:
+    # `sys.modules[name] = None` makes `import llama_cpp` raise ImportError, as a broken install does.
+    code = "import sys; sys.modules['llama_cpp'] = None; sys.argv[0] = 'qwq-chat'; "
+    code += "from app.cli import main; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    report = json.loads(done.stdout)
+    llama = by_name(report)["llama-cpp-python"]
+    assert done.returncode == 1 and report["ok"] is False
+    assert llama["status"] == "fail" and "cannot be imported" in llama["summary"]
+    assert "install.sh" in llama["fix"]
+    assert by_name(report)["gpu"]["status"] in ("info", "ok", "warn")  # no second, derived failure
