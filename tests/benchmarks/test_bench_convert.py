@@ -136,26 +136,36 @@ def _copy_shards(src: Path, dst: Path) -> int:
     return total
 
 
-def _convert_in_child(src: Path, out: Path, outtype: str) -> tuple[float, int]:
-    """Run the converter in a child process; return (seconds, peak RSS in bytes)."""
-    code = (
-        "import os, sys; from convert.hf_to_gguf import convert_checkpoint; "
-        f"p = convert_checkpoint({str(src)!r}, {str(out)!r}, outtype={outtype!r}); "
-        "f = open(p, 'rb+'); os.fsync(f.fileno())"
-    )
+# The child reports its own high-water mark (VmHWM, per address space, reset by exec). The
+# parent's ru_maxrss for a child would include the pages of the forked pytest image.
+_REPORT_PEAK = (
+    "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+)
+
+
+def _run_child(code: str) -> tuple[float, int]:
+    """Run Python code in a fresh process; return (seconds, its peak RSS in bytes)."""
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.run(
+        [sys.executable, "-c", code + "\n" + _REPORT_PEAK], capture_output=True, text=True
+    )
     seconds = time.perf_counter() - start
-    assert os.waitstatus_to_exitcode(status) == 0
-    return seconds, usage.ru_maxrss * 1024
+    assert proc.returncode == 0, proc.stderr
+    return seconds, int(proc.stdout.split()[-1]) * 1024
+
+
+def _convert_in_child(src: Path, out: Path, outtype: str) -> tuple[float, int]:
+    """Run the converter in a child process (fsync included); return (seconds, peak RSS)."""
+    return _run_child(
+        "import os\nfrom convert.hf_to_gguf import convert_checkpoint\n"
+        f"p = convert_checkpoint({str(src)!r}, {str(out)!r}, outtype={outtype!r})\n"
+        "f = open(p, 'rb+'); os.fsync(f.fileno()); f.close()"
+    )
 
 
 def _child_baseline_rss() -> int:
     """Peak RSS of a child that only imports the converter (interpreter + numpy + gguf)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import convert.hf_to_gguf, gguf, numpy"])
-    _, _, usage = os.wait4(proc.pid, 0)
-    return usage.ru_maxrss * 1024
+    return _run_child("import convert.hf_to_gguf, gguf, numpy")[1]
 
 
 @pytest.mark.benchmark
