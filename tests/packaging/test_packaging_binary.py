@@ -182,3 +182,14 @@ def test_binary_opens_the_tui_in_a_terminal(binary: Path, tmp_path: Path, tiny_g
         assert marker.read_text().strip() == "0"
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True, timeout=10)
+
+
+def test_binary_says_what_is_missing_for_training_commands(
+    binary: Path, tmp_path: Path, tiny_checkpoint: Path, tiny_gguf: Path
+) -> None:
+    """`verify` needs transformers, which the binary leaves out: one clear line, exit 2."""
+    done = run_binary(binary, "verify", str(tiny_checkpoint), str(tiny_gguf), cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert "error: this command needs transformers" in done.stderr
+    assert "pip install 'qwq-chat[train]'" in done.stderr
