@@ -9,7 +9,8 @@ Exit status: 0 when nothing is broken (warnings allowed, e.g. no model downloade
 failed (llama-cpp-python missing or broken, a GPU that the build cannot use, a configured model that
 does not exist, an invalid config). `--json` prints the same report as one JSON object.
 
-Only the standard library is imported at module level: `register` runs on every `qwq-chat` start.
+Only the standard library and typer are imported at module level: `register` runs on every
+`qwq-chat` start, so the probes import what they need inside.
 """
 
 from __future__ import annotations
