@@ -239,3 +239,22 @@ def test_doctor_fails_when_llama_cpp_cannot_be_imported(isolated_state: Path) ->
     assert llama["status"] == "fail" and "cannot be imported" in llama["summary"]
     assert "install.sh" in llama["fix"]
     assert by_name(report)["gpu"]["status"] in ("info", "ok", "warn")  # no second, derived failure
+
+
+def test_gpu_check_on_apple_silicon_and_in_the_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The paths this Linux machine cannot take for real: a Mac, and the frozen binary."""
+    import app.doctor as doctor
+
+    cpu_build = {"installed": True, "gpu_offload": False, "version": "0.3.36"}
+    monkeypatch.setattr(doctor, "is_apple_silicon", lambda: True)
+    check = doctor.check_gpu([], None, cpu_build)
+    assert check.status == "fail" and "Metal" in check.summary
+    assert 'CMAKE_ARGS="-DGGML_METAL=on"' in check.fix
+    ok = doctor.check_gpu([], None, {**cpu_build, "gpu_offload": True})
+    assert ok.status == "ok" and ok.details["apple_silicon"] is True
+
+    monkeypatch.setattr(doctor, "is_apple_silicon", lambda: False)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    h100 = doctor.Gpu("NVIDIA H100", 81559, 80000, "580.65.06")
+    check = doctor.check_gpu([h100], None, cpu_build)
+    assert check.status == "fail" and "standalone binary is CPU-only" in check.fix
