@@ -188,3 +188,24 @@ def test_powershell_installer_uses_the_same_build_flags() -> None:
     with (REPO / "pyproject.toml").open("rb") as fh:
         deps = tomllib.load(fh)["project"]["dependencies"]
     assert sh_req in deps
+
+
+def test_active_virtualenv_is_used_and_nothing_is_linked(tmp_path: Path) -> None:
+    active = tmp_path / "active-venv"
+    (tmp_path / "bin").mkdir()
+    env = {
+        "PATH": f"{tmp_path / 'bin'}:{SYSTEM_PATH}",
+        "HOME": str(tmp_path / "home"),
+        "VIRTUAL_ENV": str(active),
+    }
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run", "--python", sys.executable],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"into {active}" in done.stdout
+    assert pip_lines(done.stdout)[-1].startswith(f"+ {active}/bin/python -m pip install")
+    assert "ln -sf" not in done.stdout
