@@ -31,7 +31,7 @@ from app.events import ToolCall, ToolResult
 ReasoningMode = Literal["collapse", "open", "hidden"]
 
 now = time.monotonic  # the clock of the live "Thinking… 18 s" header (snapshot tests fix it)
-BLOCK_CHARS = 2048  # a reasoning block is frozen (never re-rendered) once it holds this much text
+BLOCK_CHARS = 8192  # a reasoning block is frozen (never re-rendered) once it holds this much text
 CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 
