@@ -136,7 +136,7 @@ def test_structure_and_metadata(tiny_checkpoint: Path, read_gguf) -> None:
     assert val("general.sampling.temp") == pytest.approx(0.6)
 
 
-@pytest.mark.parametrize("outtype", ["bf16", "f32"])
+@pytest.mark.parametrize("outtype", ["bf16", "f32", "f16"])
 def test_round_trip_exact(tiny_checkpoint: Path, read_gguf, outtype: str) -> None:
     import gguf
     import torch
@@ -151,10 +151,19 @@ def test_round_trip_exact(tiny_checkpoint: Path, read_gguf, outtype: str) -> Non
         if t.tensor_type == gguf.GGMLQuantizationType.BF16:
             expected = tensor.view(torch.int16).numpy().view(np.uint16)
             assert data.view(np.uint16).reshape(expected.shape).tobytes() == expected.tobytes()
+        elif t.tensor_type == gguf.GGMLQuantizationType.F16:
+            # bf16 -> f16 is a rounding; the file must hold exactly numpy's rounding of it.
+            expected = tensor.float().numpy().astype(np.float16)
+            assert data.view(np.float16).reshape(expected.shape).tobytes() == expected.tobytes()
         else:
             assert t.tensor_type == gguf.GGMLQuantizationType.F32
             expected = tensor.float().numpy()
             assert np.array_equal(data.reshape(expected.shape), expected), hf_name
+    if outtype == "f16":
+        assert {t.tensor_type for t in reader.tensors} == {
+            gguf.GGMLQuantizationType.F16,
+            gguf.GGMLQuantizationType.F32,
+        }
 
 
 def test_round_trip_q8_0_within_bound(tiny_checkpoint: Path, read_gguf) -> None:
@@ -233,3 +242,33 @@ def test_q8_0_loads_and_generates(tiny_gguf_factory: Callable[[str], Path]) -> N
     llm = open_llama(tiny_gguf_factory("q8_0"), n_ctx=128, n_threads=2, seed=1)
     out = llm.create_completion("Hello world!", max_tokens=4, temperature=0.6)
     assert out["usage"]["completion_tokens"] >= 1
+
+
+def test_chat_template_from_jinja_file(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    """Newer checkpoints keep the template in chat_template.jinja instead of tokenizer_config."""
+    ckpt = tmp_path / "ck"
+    ckpt.mkdir()
+    for item in tiny_checkpoint.iterdir():
+        if item.name != "tokenizer_config.json":
+            (ckpt / item.name).symlink_to(item)
+    cfg = json.loads((tiny_checkpoint / "tokenizer_config.json").read_text())
+    del cfg["chat_template"]
+    (ckpt / "tokenizer_config.json").write_text(json.dumps(cfg))
+    template = chat_template() + "\n"  # the shipped template plus a final newline
+    (ckpt / "chat_template.jinja").write_text(template, encoding="utf-8")
+    out = convert_checkpoint(ckpt, tmp_path / "t.gguf", outtype="bf16")
+    assert _llama_metadata(out)["tokenizer.chat_template"] == template
+
+
+def test_missing_shard_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from convert.errors import CheckpointError
+
+    ckpt = tmp_path / "ck"
+    ckpt.mkdir()
+    shards = sorted(tiny_checkpoint.glob("model-*.safetensors"))
+    for item in tiny_checkpoint.iterdir():
+        if item != shards[0]:
+            (ckpt / item.name).symlink_to(item)
+    with pytest.raises(CheckpointError, match=shards[0].name):
+        convert_checkpoint(ckpt, tmp_path / "m.gguf")
+    assert not (tmp_path / "m.gguf").exists()
