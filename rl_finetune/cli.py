@@ -153,11 +153,14 @@ def demo_cmd(
     out: Path = typer.Option(Path("runs/rl-demo"), "-o", "--out", help="Run directory."),
     steps: int = typer.Option(0, help="GRPO steps (0: the toy's default)."),
     seed: int = typer.Option(0, help="Seed (the figures in the README use 0)."),
+    tokenizer_from: Path = typer.Option(
+        None, help="Copy QwQ's tokenizer files from this checkpoint instead of building them."
+    ),
 ) -> None:
     """The CPU toy: cold start -> stage 1 GRPO -> eval; ends with `accuracy: before=A0 after=A1`."""
     from rl_finetune.demo import run_demo
 
-    a0, a1 = run_demo(out, steps=steps or None, seed=seed)
+    a0, a1 = run_demo(out, steps=steps or None, seed=seed, tokenizer_dir=tokenizer_from)
     typer.echo(f"plots: {out / 'plots'}")
     typer.echo(f"accuracy: before={a0:.2f} after={a1:.2f}")
 

@@ -49,7 +49,7 @@ def check_gpu_options(cfg: RLConfig) -> None:
             import bitsandbytes  # noqa: F401
         except ImportError:
             raise UserError(
-                "model.finetune = 'qlora' needs bitsandbytes: pip install 'qwq-chat[gpu]'"
+                "model.finetune = 'qlora' needs bitsandbytes: pip install 'qwq-chat[train-cuda]'"
             ) from None
     for name in ("stage1", "stage2"):
         stage = getattr(cfg, name)
@@ -63,7 +63,7 @@ def check_gpu_options(cfg: RLConfig) -> None:
                 import vllm  # noqa: F401
             except ImportError:
                 raise UserError(
-                    f"{name}.use_vllm = true needs vLLM: pip install 'qwq-chat[gpu]'"
+                    f"{name}.use_vllm = true needs vLLM: pip install 'qwq-chat[train-cuda]'"
                 ) from None
 
 

@@ -82,7 +82,7 @@ def train(
             if stage == "cold_start":
                 path = run_cold_start(cfg, callbacks)
             else:
-                if stage == "stage2" and evaluate_stages and "stage1" not in results:
+                if stage == "stage2" and evaluate_stages and not _has_eval(cfg, "stage1"):
                     # The math eval just before stage 2, so the report shows both.
                     prev = final_dir(cfg, "stage1")
                     if prev.exists():
@@ -95,6 +95,12 @@ def train(
 
             write_plots(out)
     return results
+
+
+def _has_eval(cfg: RLConfig, label: str) -> bool:
+    from rl_finetune.evaluate import read_results
+
+    return any(r.get("label") == label for r in read_results(cfg.output_dir / "eval.jsonl"))
 
 
 def check_data(cfg: RLConfig) -> dict[str, int]:

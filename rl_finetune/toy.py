@@ -111,7 +111,12 @@ def build_toy_model(
     )
     config.architectures = ["Qwen2ForCausalLM"]
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    model = Qwen2ForCausalLM(config)
+    with torch.no_grad():
+        # Unit-scale token embeddings: with the default std 0.02 the token identity is drowned in
+        # the residual stream of so narrow a model and the cold start learns the format far slower.
+        model.get_input_embeddings().weight.normal_(0.0, 1.0)
+    model = model.to(torch.bfloat16)
     model.generation_config = GenerationConfig(
         bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643
     )
@@ -142,7 +147,7 @@ def toy_config(run_dir: Path, base: Path, data: dict[str, Path], **overrides: An
             "cold_start": {
                 "data": [str(data["cold_start"])],
                 "epochs": 5,
-                "learning_rate": 3e-2,
+                "learning_rate": 1e-2,
                 "batch_size": 8,
                 "max_length": 128,
                 "save_steps": 1000,
@@ -150,17 +155,18 @@ def toy_config(run_dir: Path, base: Path, data: dict[str, Path], **overrides: An
             "stage1": {
                 "math_data": [str(data["train"])],
                 "max_steps": 40,
-                "learning_rate": 1e-3,
-                "batch_size": 16,
+                "learning_rate": 2e-3,
+                "batch_size": 32,
                 "num_generations": 8,
                 "max_completion_length": 16,
+                "temperature": 0.7,
                 "save_steps": 10,
             },
             "stage2": {"enabled": False},
             "eval": {
                 "data": [str(data["eval"])],
                 "k": 4,
-                "temperature": 1.0,
+                "temperature": 0.7,
                 "top_p": 1.0,
                 "max_new_tokens": 16,
             },
