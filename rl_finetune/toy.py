@@ -177,3 +177,62 @@ def toy_config(run_dir: Path, base: Path, data: dict[str, Path], **overrides: An
         section, key = dotted.split(".")
         setattr(getattr(cfg, section), key, value)
     return cfg
+
+
+# --- the code toy: rewards from the real code execution server ------------------------------------
+
+CODE_PROMPT = "Read a sum like {a}+{b} from stdin and print its value. Use Python."
+CODE_RIGHT = "print(eval(input()))"
+CODE_WRONG = "print(input())"
+
+
+def code_completion(program: str) -> dict[str, str]:
+    return {"reasoning": "Compare.", "answer": f"```python\n{program}\n```"}
+
+
+def write_code_datasets(
+    out_dir: Path, seed: int = 0, n_cold: int = 32, n_train: int = 128
+) -> dict[str, Path]:
+    """Code rows with stdin/expected-stdout tests; the cold start shows a right and a wrong program
+    half and half, so the sandbox's pass fraction is what tells RL which one to keep."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+
+    def row() -> dict[str, Any]:
+        a, b = rng.randrange(10, 99), rng.randrange(10, 99)
+        tests = [{"stdin": f"{a}+{b}\n", "expected_stdout": f"{a + b}\n"}]
+        for _ in range(2):
+            x, y = rng.randrange(100), rng.randrange(100)
+            tests.append({"stdin": f"{x}+{y}\n", "expected_stdout": f"{x + y}\n"})
+        return {"prompt": CODE_PROMPT.format(a=a, b=b), "tests": tests}
+
+    cold = [
+        {"prompt": row()["prompt"], **code_completion(CODE_RIGHT if i % 2 else CODE_WRONG)}
+        for i in range(n_cold)
+    ]
+    paths = {"cold_start": out_dir / "code_cold_start.jsonl", "train": out_dir / "code_train.jsonl"}
+    paths["cold_start"].write_text("".join(json.dumps(r) + "\n" for r in cold), encoding="utf-8")
+    paths["train"].write_text(
+        "".join(json.dumps(row()) + "\n" for _ in range(n_train)), encoding="utf-8"
+    )
+    return paths
+
+
+def code_toy_config(run_dir: Path, base: Path, data: dict[str, Path], **overrides: Any) -> RLConfig:
+    """Cold start on the two programs, then stage 1 with only the code reward (sandbox 'auto')."""
+    cfg = toy_config(
+        run_dir,
+        base,
+        {"cold_start": data["cold_start"], "train": data["train"], "eval": data["train"]},
+    )
+    cfg.stage1.math_data = []
+    cfg.stage1.code_data = [str(data["train"])]
+    cfg.stage1.max_completion_length = 24
+    cfg.stage1.max_steps = 8
+    cfg.stage1.batch_size = 16
+    cfg.eval.data = []
+    for dotted, value in overrides.items():
+        section, key = dotted.split(".")
+        setattr(getattr(cfg, section), key, value)
+    return cfg
