@@ -109,8 +109,15 @@ def find_local(repo: str, quant: str | None) -> Path | None:
     return None
 
 
+def _offline() -> bool:
+    """HF_HUB_OFFLINE read now: huggingface_hub itself reads it once, at import time."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _file_entries(repo: str) -> list[tuple[str, int | None, str | None]]:
     """(filename, size, sha256) for every file in the repo, from the Hub's API."""
+    if _offline():
+        raise UserError(_offline_message(repo))
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
@@ -135,11 +142,15 @@ def _file_entries(repo: str) -> list[tuple[str, int | None, str | None]]:
 
 def _network_message(repo: str, exc: Exception) -> str:
     if "offline" in type(exc).__name__.lower() or "offline" in str(exc).lower():
-        return (
-            f"cannot download {repo}: offline mode is on (HF_HUB_OFFLINE=1). Unset it, or pass a "
-            "local GGUF path with --model"
-        )
+        return _offline_message(repo)
     return f"cannot reach the Hub for {repo} ({type(exc).__name__}: {exc}); check the network"
+
+
+def _offline_message(repo: str) -> str:
+    return (
+        f"cannot download {repo}: offline mode is on (HF_HUB_OFFLINE=1). Unset it, or pass a "
+        "local GGUF path with --model"
+    )
 
 
 def choose_files(

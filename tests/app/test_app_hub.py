@@ -108,7 +108,8 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # conftest sets offline mode
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # conftest sets offline mode; this hub is local
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     # huggingface_hub writes in 10 MB chunks; our test files are ~1 MB, so write in 64 KiB ones.
     monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 64 * 1024)
     yield fake
@@ -187,6 +188,10 @@ def test_models_commands(fake_hub: FakeHub) -> None:
 
 
 def test_offline_and_bad_refs_are_clear(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Offline mode is read when pulling, not from huggingface_hub's import-time constant.
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
     with pytest.raises(UserError, match="offline mode"):
         hub.pull(REPO, "Q4_K_M", progress=False)
     with pytest.raises(UserError, match="neither an existing file nor a Hub repo"):
