@@ -1,16 +1,15 @@
-"""The CPU toy that shows RL learning: "Which is largest: 3, 8, 5, 1?" answered in `\\boxed{}`.
+"""The CPU toy that shows RL learning: "Which is larger: 3 or 8?" answered in `\\boxed{}`.
 
 Why this task: a model a few hundred kilobytes big (plus QwQ's 152k-token embeddings) can learn it
-in minutes on two cores, and the rule it has to find (pick the largest digit) generalises to
+in minutes on two cores, and the rule it has to find (pick the larger digit) generalises to
 held-out lists, so the accuracy gain is measured on prompts never trained on.
 
 How the recipe is staged so the gain comes from RL, not from the cold start:
 - cold start: a handful of `<think>` traces teach QwQ's format (reasoning, `</think>`, a boxed
-  answer) but the boxed digit is one of the listed numbers chosen at random, so held-out accuracy
-  starts near 1/K (A0);
+  answer) but the boxed digit is one of the two numbers chosen at random; the model learns the
+  format and (in so few steps) no more than "some digit", so held-out accuracy starts near 0.1 (A0);
 - stage 1: GRPO with rewards ONLY from the math verifier (`rl_finetune.verifiers.math.verify`);
-  sampling finds the right digit about 1/K of the time, and the verifier's reward teaches the rule
-  (A1).
+  sampling finds the right digit now and then, and the verifier's reward teaches the rule (A1).
 
 The model is a Qwen2ForCausalLM with QwQ's tokenizer and chat format (vocab 152064, q/k/v biases,
 untied head), only narrow and shallow, so the run exports to GGUF like the real thing.
@@ -26,39 +25,32 @@ from typing import Any
 
 from rl_finetune.config import RLConfig
 
-TOY_K = 4  # numbers per question
+TOY_HELD_OUT_PAIRS = 15  # of the 45 pairs of distinct digits; both orders of each are held out
 
 
 def question(nums: list[int]) -> str:
-    return f"Which is largest: {', '.join(map(str, nums))}?"
+    return f"Which is larger: {nums[0]} or {nums[1]}?"
 
 
-def problems(seed: int, n_train: int, n_eval: int, k: int = TOY_K) -> tuple[list, list]:
-    """Distinct digit lists; the held-out ones never appear in training (in any order)."""
+def problems(seed: int, n_train: int, n_held_pairs: int = TOY_HELD_OUT_PAIRS) -> tuple[list, list]:
+    """Digit pairs; a held-out pair never appears in training in either order."""
     rng = random.Random(seed)
-    held: list[tuple[int, ...]] = []
-    seen: set[frozenset[int]] = set()
-    while len(held) < n_eval:
-        nums = tuple(rng.sample(range(10), k))
-        if frozenset(nums) not in seen:
-            seen.add(frozenset(nums))
-            held.append(nums)
-    train: list[tuple[int, ...]] = []
-    while len(train) < n_train:
-        nums = tuple(rng.sample(range(10), k))
-        if frozenset(nums) not in seen:
-            train.append(nums)
+    pairs = [(a, b) for a in range(10) for b in range(a + 1, 10)]
+    rng.shuffle(pairs)
+    held = [p for a, b in pairs[:n_held_pairs] for p in ((a, b), (b, a))]
+    seen = [p for a, b in pairs[n_held_pairs:] for p in ((a, b), (b, a))]
+    train = [rng.choice(seen) for _ in range(n_train)]
     return train, held
 
 
 def write_datasets(
-    out_dir: Path, seed: int = 0, n_cold: int = 48, n_train: int = 512, n_eval: int = 48
+    out_dir: Path, seed: int = 0, n_cold: int = 48, n_train: int = 512
 ) -> dict[str, Path]:
-    """cold_start.jsonl (traces with a random listed digit), train.jsonl, eval.jsonl (held out)."""
+    """cold_start.jsonl (traces with a random digit), train.jsonl, eval.jsonl (held out)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed + 1)
-    train, held = problems(seed, n_train, n_eval)
+    train, held = problems(seed, n_train)
     files = {
         "cold_start": [
             {
@@ -155,7 +147,7 @@ def toy_config(run_dir: Path, base: Path, data: dict[str, Path], **overrides: An
             "stage1": {
                 "math_data": [str(data["train"])],
                 "max_steps": 40,
-                "learning_rate": 2e-3,
+                "learning_rate": 3e-3,
                 "batch_size": 32,
                 "num_generations": 8,
                 "max_completion_length": 16,

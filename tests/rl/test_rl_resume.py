@@ -58,7 +58,7 @@ progress = false
 
 def test_killed_run_continues_from_its_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> None:
     base = toy.build_toy_model(tmp_path / "base", tiny_checkpoint)
-    data = toy.write_datasets(tmp_path / "data", n_cold=4, n_train=64, n_eval=4)
+    data = toy.write_datasets(tmp_path / "data", n_cold=4, n_train=64)
     cfg = _config(tmp_path, base, data)
     cmd = [sys.executable, "-m", "app", "rl", "train", str(cfg), "--no-eval"]
     stage = tmp_path / "run" / "stage1"
@@ -95,3 +95,31 @@ def test_killed_run_continues_from_its_checkpoint(tiny_checkpoint: Path, tmp_pat
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0
     assert len(metrics.read_text().splitlines()) == rows_before + len(resumed)
+
+    # The run trained a LoRA adapter: export it as a GGUF adapter and apply it in llama.cpp on top
+    # of the base GGUF, and also merged (fp32 merge -> bf16 GGUF); both load and generate.
+    from typer.testing import CliRunner
+
+    from app.cli import cli
+    from convert.hf_to_gguf import convert_checkpoint
+    from convert.llama_runtime import open_llama
+
+    run = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["rl", "export", str(run), "--lora-gguf"])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    adapter = run / "export" / "adapter.gguf"
+    assert adapter.read_bytes()[:4] == b"GGUF"
+    base_gguf = convert_checkpoint(base, tmp_path / "base.gguf", outtype="bf16")
+    r = CliRunner().invoke(cli, ["rl", "export", str(run)])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    merged = run / "export" / "model-bf16.gguf"
+    prompt = "<|im_start|>user\nWhich is largest: 1, 2, 3, 4?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+    outs = []
+    for kwargs in ({"model_path": merged}, {"model_path": base_gguf, "lora_path": str(adapter)}):
+        path = kwargs.pop("model_path")
+        llm = open_llama(path, n_ctx=256, **kwargs)
+        out = llm.create_completion(prompt, max_tokens=6, temperature=0.0)
+        outs.append(out["choices"][0]["text"])
+        del llm
+    # Greedy output of the merged model and of base + adapter agree (same weights, two routes).
+    assert outs[0] == outs[1], outs
