@@ -72,7 +72,7 @@ def train(
     """Run the config's stages; return the eval of each stage finished in this call."""
     out = cfg.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(cfg.model_dump_json(indent=2))
+    (out / "rl_config.json").write_text(cfg.model_dump_json(indent=2))
     stages = [s for s in enabled_stages(cfg) if not only or s in only]
     results: dict[str, EvalResult | None] = {}
     with sandbox_for(cfg, stages) as url:

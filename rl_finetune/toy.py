@@ -1,15 +1,15 @@
-"""The CPU toy that shows RL learning: "Which is larger: 3 or 8?" answered in `\\boxed{}`.
+"""The CPU toy that shows RL learning: "What is 37 times 0?" answered in `\\boxed{}`.
 
-Why this task: a model a few hundred kilobytes big (plus QwQ's 152k-token embeddings) can learn it
-in minutes on two cores, and the rule it has to find (pick the larger digit) generalises to
-held-out lists, so the accuracy gain is measured on prompts never trained on.
+What the toy can and cannot show: a model this small (hidden 64, 2 layers, plus QwQ's 152k-token
+vocabulary) does not learn to copy digits from the prompt in a few minutes on two CPU cores (we
+tried "which is larger: 3 or 8?": neither the cold start nor 40 GRPO steps got it to copy), so the
+task's rule does not depend on the digits: anything times 0 is 0. What RL has to find is that rule,
+from nothing but the math verifier's 0/1 reward, and it must hold on held-out multiplicands.
 
-How the recipe is staged so the gain comes from RL, not from the cold start:
-- cold start: a handful of `<think>` traces teach QwQ's format (reasoning, `</think>`, a boxed
-  answer) but the boxed digit is one of the two numbers chosen at random; the model learns the
-  format and (in so few steps) no more than "some digit", so held-out accuracy starts near 0.1 (A0);
+- cold start: 48 `<think>` traces teach QwQ's format (reasoning, `</think>`, a boxed answer) with a
+  random digit in the box, so the model answers in format but right only about 1 time in 10 (A0);
 - stage 1: GRPO with rewards ONLY from the math verifier (`rl_finetune.verifiers.math.verify`);
-  sampling finds the right digit now and then, and the verifier's reward teaches the rule (A1).
+  sampling hits 0 now and then, and the group-relative advantage pushes the policy towards it (A1).
 
 The model is a Qwen2ForCausalLM with QwQ's tokenizer and chat format (vocab 152064, q/k/v biases,
 untied head), only narrow and shallow, so the run exports to GGUF like the real thing.
@@ -25,22 +25,17 @@ from typing import Any
 
 from rl_finetune.config import RLConfig
 
-TOY_HELD_OUT_PAIRS = 15  # of the 45 pairs of distinct digits; both orders of each are held out
+def question(n: int) -> str:
+    return f"What is {n} times 0?"
 
 
-def question(nums: list[int]) -> str:
-    return f"Which is larger: {nums[0]} or {nums[1]}?"
-
-
-def problems(seed: int, n_train: int, n_held_pairs: int = TOY_HELD_OUT_PAIRS) -> tuple[list, list]:
-    """Digit pairs; a held-out pair never appears in training in either order."""
+def problems(seed: int, n_train: int, n_eval: int = 30) -> tuple[list[int], list[int]]:
+    """Two-digit multiplicands; the held-out ones never appear in training."""
     rng = random.Random(seed)
-    pairs = [(a, b) for a in range(10) for b in range(a + 1, 10)]
-    rng.shuffle(pairs)
-    held = [p for a, b in pairs[:n_held_pairs] for p in ((a, b), (b, a))]
-    seen = [p for a, b in pairs[n_held_pairs:] for p in ((a, b), (b, a))]
-    train = [rng.choice(seen) for _ in range(n_train)]
-    return train, held
+    numbers = list(range(10, 100))
+    rng.shuffle(numbers)
+    held, seen = numbers[:n_eval], numbers[n_eval:]
+    return [rng.choice(seen) for _ in range(n_train)], held
 
 
 def write_datasets(
@@ -54,14 +49,14 @@ def write_datasets(
     files = {
         "cold_start": [
             {
-                "prompt": question(list(n)),
-                "reasoning": "Compare.",
-                "answer": f"\\boxed{{{rng.choice(n)}}}",
+                "prompt": question(n),
+                "reasoning": "Multiply.",
+                "answer": f"\\boxed{{{rng.randrange(10)}}}",
             }
             for n in train[:n_cold]
         ],
-        "train": [{"prompt": question(list(n)), "answer": str(max(n))} for n in train],
-        "eval": [{"prompt": question(list(n)), "answer": str(max(n))} for n in held],
+        "train": [{"prompt": question(n), "answer": "0"} for n in train],
+        "eval": [{"prompt": question(n), "answer": "0"} for n in held],
     }
     paths = {}
     for name, rows in files.items():
@@ -146,9 +141,9 @@ def toy_config(run_dir: Path, base: Path, data: dict[str, Path], **overrides: An
             },
             "stage1": {
                 "math_data": [str(data["train"])],
-                "max_steps": 40,
+                "max_steps": 20,
                 "learning_rate": 3e-3,
-                "batch_size": 32,
+                "batch_size": 16,
                 "num_generations": 8,
                 "max_completion_length": 16,
                 "temperature": 0.7,
