@@ -25,6 +25,7 @@ from typing import Any
 
 from rl_finetune.config import RLConfig
 
+
 def question(n: int) -> str:
     return f"What is {n} times 0?"
 

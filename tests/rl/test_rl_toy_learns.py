@@ -48,7 +48,9 @@ def test_stage1_grpo_raises_held_out_accuracy_by_at_least_0_3(toy_run: dict) -> 
     assert a1 >= a0 + 0.3, (a0, a1)
     rows = [json.loads(x) for x in (toy_run["run"] / "eval.jsonl").read_text().splitlines()]
     assert [r["label"] for r in rows] == ["cold_start", "stage1"]
-    assert all(r["prompts"] == 48 and r["k"] == 4 for r in rows)
+    n_eval = len((toy_run["dir"] / "data" / "eval.jsonl").read_text().splitlines())
+    assert n_eval == 30
+    assert all(r["prompts"] == n_eval and r["k"] == 4 for r in rows)
     # Held out: no eval prompt appears in the RL or cold-start data.
     data = toy_run["dir"] / "data"
     eval_prompts = {json.loads(x)["prompt"] for x in (data / "eval.jsonl").read_text().splitlines()}
@@ -111,7 +113,7 @@ def test_export_to_gguf_and_quantized_scores_match_hf_eval(toy_run: dict) -> Non
     data = [toy_run["dir"] / "data" / "eval.jsonl"]
     common = dict(k=4, temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=16, math_suffix="")
     hf = json.loads((run / "eval.jsonl").read_text().splitlines()[-1])["pass_at_1"]
-    n = 48 * 4
+    n = 30 * 4
     for gguf in (bf16, q8, q4):
         got = evaluate(gguf, data, **common)
         assert got.backend == "llama.cpp"
