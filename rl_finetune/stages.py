@@ -213,7 +213,8 @@ def grpo_args(cfg: RLConfig, stage: str, section: GRPOSection, device: str) -> A
         use_vllm=section.use_vllm,
         vllm_mode=section.vllm_mode,
         vllm_gpu_memory_utilization=section.vllm_gpu_memory_utilization,
-        gradient_checkpointing=cfg.model.gradient_checkpointing,
+        # Only when asked: transformers 5.24 warns on the (deprecated) name even when it is False.
+        **({"gradient_checkpointing": True} if cfg.model.gradient_checkpointing else {}),
     )
 
 

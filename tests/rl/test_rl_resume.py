@@ -33,7 +33,11 @@ output_dir = "run"
 math_suffix = ""
 
 [cold_start]
-enabled = false
+data = ["{data["cold_start"]}"]
+max_steps = 3
+batch_size = 4
+learning_rate = 1e-2
+save_steps = 100
 
 [stage1]
 math_data = ["{data["train"]}"]
@@ -113,13 +117,25 @@ def test_killed_run_continues_from_its_checkpoint(tiny_checkpoint: Path, tmp_pat
     r = CliRunner().invoke(cli, ["rl", "export", str(run)])
     assert r.exit_code == 0, r.output + repr(r.exception)
     merged = run / "export" / "model-bf16.gguf"
-    prompt = "<|im_start|>user\nWhich is largest: 1, 2, 3, 4?<|im_end|>\n<|im_start|>assistant\n<think>\n"
-    outs = []
-    for kwargs in ({"model_path": merged}, {"model_path": base_gguf, "lora_path": str(adapter)}):
-        path = kwargs.pop("model_path")
-        llm = open_llama(path, n_ctx=256, **kwargs)
-        out = llm.create_completion(prompt, max_tokens=6, temperature=0.0)
-        outs.append(out["choices"][0]["text"])
+    import numpy as np
+
+    prompt = "<|im_start|>user\nWhat is 12 times 0?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+
+    def last_logits(path: Path, **kwargs) -> np.ndarray:
+        llm = open_llama(path, n_ctx=256, logits_all=True, **kwargs)
+        ids = llm.tokenize(prompt.encode(), special=True)
+        llm.eval(ids)
+        out = np.array(llm.scores[len(ids) - 1], dtype=np.float64)
         del llm
-    # Greedy output of the merged model and of base + adapter agree (same weights, two routes).
-    assert outs[0] == outs[1], outs
+        return out
+
+    merged_logits = last_logits(merged)
+    adapted_logits = last_logits(base_gguf, lora_path=str(adapter))
+    plain_logits = last_logits(base_gguf)
+    effect = float(np.abs(plain_logits - adapted_logits).max())
+    rounding = float(np.abs(merged_logits - adapted_logits).max())
+    print(f"adapter effect {effect:.4f}, merged vs base+adapter {rounding:.4f}")
+    # The adapter changes the base (the cold start trained it), and merging it gives the same
+    # model as applying it at load time, up to bf16 rounding of the merged weights.
+    assert effect > 0.01
+    assert rounding < 0.25 * effect
