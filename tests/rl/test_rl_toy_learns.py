@@ -124,6 +124,42 @@ def test_export_to_gguf_and_quantized_scores_match_hf_eval(toy_run: dict) -> Non
             hf,
         )
 
+    # The same comparison from the command line: one table across back ends and runs.
+    results = run / "eval-table.jsonl"
+    for model, label in ((run / "stage1" / "final", "hf"), (q4, "q4_k_m")):
+        r = CliRunner().invoke(
+            cli,
+            [
+                "rl",
+                "eval",
+                "--model",
+                str(model),
+                "--data",
+                str(data[0]),
+                "-k",
+                "2",
+                "--temperature",
+                "0.7",
+                "--top-k",
+                "0",
+                "--top-p",
+                "1.0",
+                "--max-new-tokens",
+                "16",
+                "--math-suffix",
+                "",
+                "--label",
+                label,
+                "--results",
+                str(results),
+            ],
+        )
+        assert r.exit_code == 0, r.output + repr(r.exception)
+    table = r.output.splitlines()
+    assert table[0].split()[:2] == ["label", "model"]
+    assert [line.split()[0] for line in table[1:]] == ["hf", "q4_k_m"]
+    assert "transformers" in table[1] and "llama.cpp" in table[2]
+
 
 def test_stage2_reward_model_and_rules_run_and_math_eval_is_reported_before_and_after(
     toy_run: dict, tiny_checkpoint: Path
