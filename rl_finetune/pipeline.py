@@ -16,8 +16,6 @@ from rl_finetune.stages import (
     final_dir,
     run_cold_start,
     run_grpo,
-    stage_dataset,
-    tokenizer_source,
 )
 
 
@@ -104,19 +102,25 @@ def _has_eval(cfg: RLConfig, label: str) -> bool:
 
 
 def check_data(cfg: RLConfig) -> dict[str, int]:
-    """Validate every dataset the config names (no model loaded): stage -> row count."""
+    """Validate every dataset the config names, row by row (no model or tokenizer loaded)."""
     from rl_finetune.data import read_rows
-    from rl_finetune.model import load_tokenizer
 
     counts: dict[str, int] = {}
     if cfg.cold_start.enabled:
         counts["cold_start"] = sum(
             len(read_rows(cfg.resolve(s), "trace")) for s in cfg.cold_start.data
         )
-    tok = load_tokenizer(tokenizer_source(cfg))
     for stage in ("stage1", "stage2"):
-        if getattr(cfg, stage).enabled:
-            counts[stage] = len(stage_dataset(cfg, stage, tok))
+        section = getattr(cfg, stage)
+        if not section.enabled:
+            continue
+        n = sum(len(read_rows(cfg.resolve(s), "math")) for s in section.math_data)
+        n += sum(len(read_rows(cfg.resolve(s), "code")) for s in section.code_data)
+        if stage == "stage2":
+            n += sum(len(read_rows(cfg.resolve(s), "general")) for s in section.general_data)
+        counts[stage] = n
+    for src in cfg.eval.data:
+        read_rows(cfg.resolve(src), "math")
     return counts
 
 
