@@ -66,26 +66,19 @@ def detect_gpu() -> GpuInfo | None:
 
 
 def reinstall_command(kind: str) -> str:
-    """The exact command that rebuilds llama-cpp-python with GPU offload for this interpreter."""
+    """The exact command that rebuilds llama-cpp-python with GPU offload for this interpreter.
+
+    One wording for the engine's warning and `qwq-chat doctor`: the doctor module builds it.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    from app.doctor import reinstall_command as doctor_command
+
     try:
-        from importlib.metadata import version
-
-        from app.doctor import reinstall_command as doctor_command  # one wording for both
-
-        return doctor_command(kind, version("llama-cpp-python"))
-    except Exception:
-        pass
-    flag = "-DGGML_METAL=on" if kind == "metal" else "-DGGML_CUDA=on"
-    try:
-        from importlib.metadata import version
-
-        pinned = f"llama-cpp-python=={version('llama-cpp-python')}"
-    except Exception:
-        pinned = "llama-cpp-python"
-    return (
-        f'CMAKE_ARGS="{flag}" {sys.executable} -m pip install --force-reinstall --no-cache-dir '
-        f"--no-binary llama-cpp-python {pinned}"
-    )
+        installed = version("llama-cpp-python")
+    except PackageNotFoundError:
+        installed = None
+    return doctor_command(kind, installed)
 
 
 def plan_layers(
