@@ -127,16 +127,21 @@ def opens_reasoning(prompt: str) -> bool:
     return tail.endswith("<think>")
 
 
-def load_conversation(path: str) -> list[dict[str, Any]]:
-    """Read a conversation JSON file for `render-prompt`: a list of messages or {"messages": [...]}."""
+def _read_json(path: str) -> Any:
+    """A JSON file's content, or a UserError saying why it can't be read."""
     from pathlib import Path
 
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path} does not exist") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} is not valid JSON: {exc}") from None
+
+
+def load_conversation(path: str) -> list[dict[str, Any]]:
+    """Read a conversation JSON file for `render-prompt`: a list of messages or {"messages": [...]}."""
+    data = _read_json(path)
     if isinstance(data, dict):
         data = data.get("messages")
     if not isinstance(data, list) or not all(
@@ -151,14 +156,7 @@ def load_conversation(path: str) -> list[dict[str, Any]]:
 
 def load_tools(path: str) -> list[dict[str, Any]]:
     """Read a tools JSON file: a list of OpenAI-style function schemas (or {"tools": [...]})."""
-    from pathlib import Path
-
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON: {exc}") from None
+    data = _read_json(path)
     if isinstance(data, dict):
         data = data.get("tools")
     if not isinstance(data, list):
