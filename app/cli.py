@@ -74,13 +74,7 @@ def _register_subcommands() -> None:
         "rl_finetune.sandbox_cli",
         "app.doctor",
     ):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(cli)
+        importlib.import_module(module).register(cli)
 
 
 _register_subcommands()
