@@ -9,7 +9,7 @@ from textual.widgets import Input, Markdown, TextArea
 from tui_helpers import ANSWER, REASONING, make_app, send, wait_for, wait_idle
 
 from app.engines.scripted import qwq_turn, words
-from app.tui.chat_screen import HISTORY_PAGE
+from app.tui.chat_screen import HISTORY_PAGE, ui_cpu_share
 from app.tui.screens.modals import ConfirmScreen, EditScreen, RenameScreen
 from app.tui.screens.settings import SettingsScreen
 from app.tui.widgets.message import (
@@ -435,3 +435,10 @@ async def test_quit_mid_answer_stops_generation_before_closing_the_engine() -> N
     assert engine.closed and not engine.closed_while_streaming
     stored = app.store.messages(app.chat_screen.session.conversation_id)[-1]
     assert stored.finish_reason == "cancelled"  # what was generated is kept
+
+
+def test_ui_cpu_cap_leaves_small_machines_to_the_engine() -> None:
+    """The UI's CPU cap while streaming: 5% of a core on 2 cores, more with more cores, at most 15%."""
+    assert ui_cpu_share(1) == ui_cpu_share(2) == 0.05
+    assert ui_cpu_share(2) < ui_cpu_share(4) < ui_cpu_share(6) == ui_cpu_share(64) == 0.15
+    assert 0.05 <= ui_cpu_share() <= 0.15  # this machine
