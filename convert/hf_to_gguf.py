@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -408,6 +409,21 @@ def temp_path_for(out_path: Path) -> Path:
     return out_path.with_name(f".{out_path.name}.{os.getpid()}.partial")
 
 
+@contextmanager
+def atomic_output(out_path: Path) -> Iterator[Path]:
+    """Yield a temp path to write; renamed onto `out_path` on success, removed on any failure.
+
+    So an interrupted or failed conversion never leaves a half-written file behind.
+    """
+    tmp = temp_path_for(out_path)
+    try:
+        yield tmp
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def convert_checkpoint(
     src_dir: Path | str,
     out_path: Path | str,
@@ -423,24 +439,22 @@ def convert_checkpoint(
     outtype = resolve_outtype(ckpt, outtype)
     planned = plan_tensors(ckpt, outtype)
 
-    tmp = temp_path_for(out_path)
-    writer = gguf.GGUFWriter(tmp, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.QWEN2])
-    try:
-        write_metadata(writer, ckpt, outtype)
-        for p in planned:
-            raw_dtype = None if p.qtype in (gguf.GGMLQuantizationType.F32,) else p.qtype
-            dtype = np.float32 if raw_dtype is None else np.uint16
-            writer.add_tensor_info(p.name, p.shape, np.dtype(dtype), p.nbytes, raw_dtype=raw_dtype)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        _stream_tensors(writer, planned, progress)
-        writer.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(out_path) as tmp:
+        writer = gguf.GGUFWriter(tmp, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.QWEN2])
+        try:
+            write_metadata(writer, ckpt, outtype)
+            for p in planned:
+                raw_dtype = None if p.qtype in (gguf.GGMLQuantizationType.F32,) else p.qtype
+                dtype = np.float32 if raw_dtype is None else np.uint16
+                writer.add_tensor_info(
+                    p.name, p.shape, np.dtype(dtype), p.nbytes, raw_dtype=raw_dtype
+                )
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            _stream_tensors(writer, planned, progress)
+        finally:
+            writer.close()
     return out_path
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +73,7 @@ def convert_lora(adapter_dir: Path | str, base_dir: Path | str, out_path: Path |
         SUPPORTED_ARCHITECTURES,
         SUPPORTED_MODELS,
         _check_output_path,
-        temp_path_for,
+        atomic_output,
     )
 
     adapter_dir, base_dir, out_path = Path(adapter_dir), Path(base_dir), Path(out_path)
@@ -128,24 +127,20 @@ def convert_lora(adapter_dir: Path | str, base_dir: Path | str, out_path: Path |
         b = b * (_module_scale(cfg, module, rank) * rank / alpha_out)
         tensors += [(gguf_name + ".lora_a", a), (gguf_name + ".lora_b", b.astype(np.float32))]
 
-    tmp = temp_path_for(out_path)
-    writer = gguf.GGUFWriter(tmp, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.QWEN2])
-    try:
-        writer.add_type(gguf.GGUFType.ADAPTER)
-        writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-        writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha_out)
-        writer.add_name(adapter_dir.name)
-        for name, data in tensors:
-            writer.add_tensor(name, np.ascontiguousarray(data, dtype=np.float32))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(out_path) as tmp:
+        writer = gguf.GGUFWriter(tmp, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.QWEN2])
+        try:
+            writer.add_type(gguf.GGUFType.ADAPTER)
+            writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+            writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha_out)
+            writer.add_name(adapter_dir.name)
+            for name, data in tensors:
+                writer.add_tensor(name, np.ascontiguousarray(data, dtype=np.float32))
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_tensors_to_file()
+        finally:
+            writer.close()
     return out_path
 
 

@@ -147,7 +147,7 @@ def quantize_gguf(
     """Quantize `src` (a GGUF file) to `dst` as `qtype`; returns `dst`."""
     import llama_cpp
 
-    from convert.hf_to_gguf import temp_path_for
+    from convert.hf_to_gguf import atomic_output
 
     src, dst = Path(src), Path(dst)
     ftype = resolve_type(qtype)
@@ -180,24 +180,20 @@ def quantize_gguf(
         params.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
         keep.append(entries)
 
-    tmp = temp_path_for(dst)
     try:
-        with (
-            _quant_progress(progress, qtype.upper()) as on_tensor,
-            _capture_llama_log(log_file, on_tensor),
-        ):
-            rc = llama_cpp.llama_model_quantize(
-                str(src).encode(), str(tmp).encode(), ctypes.byref(params)
-            )
-        if rc != 0 or not tmp.is_file():
-            raise ConvertError(
-                f"llama.cpp could not quantize {src} to {qtype.upper()} (code {rc}); "
-                f"its log is in {log_file}. Some I-quants (IQ1/IQ2 types) need --imatrix"
-            )
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_output(dst) as tmp:
+            with (
+                _quant_progress(progress, qtype.upper()) as on_tensor,
+                _capture_llama_log(log_file, on_tensor),
+            ):
+                rc = llama_cpp.llama_model_quantize(
+                    str(src).encode(), str(tmp).encode(), ctypes.byref(params)
+                )
+            if rc != 0 or not tmp.is_file():
+                raise ConvertError(
+                    f"llama.cpp could not quantize {src} to {qtype.upper()} (code {rc}); "
+                    f"its log is in {log_file}. Some I-quants (IQ1/IQ2 types) need --imatrix"
+                )
     finally:
         del keep
     return dst
