@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 import threading
 
-from textual.widgets import Input, Markdown, TextArea
-from tui_helpers import ANSWER, REASONING, make_app, send, wait_for, wait_idle
+from textual.widgets import Input, TextArea
+from tui_helpers import (
+    ANSWER,
+    REASONING,
+    make_app,
+    markdown_strips,
+    screen_lines,
+    send,
+    wait_for,
+    wait_idle,
+)
 
 from app.engines.scripted import qwq_turn, words
 from app.tui.chat_screen import HISTORY_PAGE, ui_cpu_share
 from app.tui.screens.modals import ConfirmScreen, EditScreen, RenameScreen
 from app.tui.screens.settings import SettingsScreen
+from app.tui.widgets.growing import MarkdownText
 from app.tui.widgets.message import (
     AssistantMessage,
     ReasoningSection,
@@ -32,9 +42,13 @@ async def test_streams_reasoning_and_answer_into_their_panes() -> None:
         view = last_view(app)
         assert view.reasoning_text.strip() == REASONING.strip()
         assert view.answer_text == ANSWER
-        markdown = view.query_one(Markdown)
-        assert markdown.source == ANSWER  # the answer went through the Markdown stream
-        assert len(view.query("MarkdownTable")) == 1  # rendered as a table, not raw text
+        markdown = view.query_one(MarkdownText)
+        assert markdown.text == ANSWER  # the answer went through the Markdown widget
+        shown = screen_lines(markdown)
+        assert any("─" in line for line in shown)  # a table, not raw text
+        assert not any("|---" in line or "```" in line for line in shown)
+        code = next(strip for strip in markdown_strips(markdown) if "print" in strip.text)
+        assert len({seg.style.color for seg in code if seg.style and seg.style.color}) >= 2
         section = view.query_one(ReasoningSection)
         assert section.collapsed  # collapsed once the answer started
         header = str(section.header.render())

@@ -81,3 +81,13 @@ def screen_text(app: ChatApp) -> str:
     """The screen as plain text, one line per terminal row (for assertions and debugging)."""
     strips = app.screen._compositor.render_strips()
     return "\n".join(strip.text.rstrip() for strip in strips)
+
+
+def markdown_strips(widget: Any) -> list[Any]:
+    """Every line a (laid out) GrowingText draws, as Textual Strips, scrolled into view or not."""
+    return [widget.render_line(y) for y in range(widget.size.height)]
+
+
+def screen_lines(widget: Any) -> list[str]:
+    """Every line a (laid out) GrowingText draws, as plain text."""
+    return [strip.text.rstrip() for strip in markdown_strips(widget)]

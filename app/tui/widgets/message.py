@@ -4,9 +4,9 @@ An assistant reply is a column of parts mounted in the order the events arrive: 
 tool calls (with their results) and the answer. QwQ may think, call a tool, think again and then
 answer, so the parts are not a fixed layout.
 
-Costs stay flat as text grows: reasoning text goes into fixed-size plain-text blocks (only the last
-block re-renders), and the answer goes through Textual's `MarkdownStream`, which re-parses only the
-last Markdown block. Both receive text batched per frame by the app, never per token.
+Costs stay flat as text grows: reasoning and answer are each one `GrowingText` widget (plain text
+and Markdown) that draws only its unfinished last block again on an append. Both receive text
+batched per frame by the app, never per token.
 """
 
 from __future__ import annotations
@@ -23,15 +23,14 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Markdown, Static
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Static
 
 from app.events import ToolCall, ToolResult
+from app.tui.widgets.growing import GrowingText, MarkdownText
 
 ReasoningMode = Literal["collapse", "open", "hidden"]
 
 now = time.monotonic  # the clock of the live "Thinking… 18 s" header (snapshot tests fix it)
-BLOCK_CHARS = 8192  # a reasoning block is frozen (never re-rendered) once it holds this much text
 CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 
@@ -54,54 +53,6 @@ class Part:
     unfinished: bool = False
 
 
-class ChunkedText(Vertical):
-    """Plain text that grows at the end, kept as a column of blocks of at most ~BLOCK_CHARS.
-
-    Appending re-renders only the last block, so the cost per append does not grow with the text.
-    """
-
-    DEFAULT_CSS = """
-    ChunkedText { height: auto; }
-    ChunkedText > Static { height: auto; }
-    """
-
-    def __init__(self, text: str = "", **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self._frozen: list[str] = []
-        self._tail = ""
-        self._tail_widget: Static | None = None
-        self._initial = text
-
-    def on_mount(self) -> None:
-        if self._initial:
-            self.append(self._initial)
-            self._initial = ""
-
-    @property
-    def text(self) -> str:
-        return "".join(self._frozen) + self._tail + self._initial
-
-    def append(self, text: str) -> None:
-        if not text:
-            return
-        self._tail += text
-        while len(self._tail) > BLOCK_CHARS:
-            cut = self._tail.rfind("\n", 0, BLOCK_CHARS) + 1 or BLOCK_CHARS
-            head, self._tail = self._tail[:cut], self._tail[cut:]
-            self._set_tail_widget(head)
-            self._frozen.append(head)
-            self._tail_widget = None
-        self._set_tail_widget(self._tail)
-
-    def _set_tail_widget(self, text: str) -> None:
-        content = Text(text.rstrip("\n"))
-        if self._tail_widget is None:
-            self._tail_widget = Static(content, markup=False)
-            self.mount(self._tail_widget)
-        else:
-            self._tail_widget.update(content)
-
-
 class ReasoningSection(Vertical):
     """The model's thinking: a one-line header you can click, and the text below it.
 
@@ -118,9 +69,9 @@ class ReasoningSection(Vertical):
     ReasoningSection { height: auto; margin: 0 0 1 0; }
     ReasoningSection > .reasoning-header { height: 1; color: $text-muted; text-style: bold; }
     ReasoningSection > .reasoning-header:hover { background: $boost; }
-    ReasoningSection > ChunkedText { color: $text-muted; text-style: italic;
+    ReasoningSection > GrowingText { color: $text-muted; text-style: italic;
         border-left: outer $secondary 50%; padding: 0 1; }
-    ReasoningSection.-collapsed > ChunkedText { display: none; }
+    ReasoningSection.-collapsed > GrowingText { display: none; }
     ReasoningSection.-hidden { display: none; }
     """
 
@@ -141,7 +92,7 @@ class ReasoningSection(Vertical):
         self.unfinished = unfinished
         self._started = now()
         self.header = Static("", classes="reasoning-header", markup=False)
-        self.body = ChunkedText(text)
+        self.body = GrowingText(text)
         if mode == "hidden":
             self.add_class("-hidden")
         elif mode == "collapse" and not live:
@@ -278,7 +229,7 @@ class AssistantMessage(Vertical, can_focus=True):
     DEFAULT_CSS = """
     AssistantMessage { height: auto; margin: 0 8 1 0; padding: 0 1; }
     AssistantMessage:focus { background: $boost; }
-    AssistantMessage > Markdown { margin: 0; padding: 0; }
+    AssistantMessage > MarkdownText { margin: 0; padding: 0; }
     AssistantMessage > .turn-note { color: $warning; height: auto; }
     """
     BINDINGS = [
@@ -299,8 +250,7 @@ class AssistantMessage(Vertical, can_focus=True):
         self.live = live
         self.answer_text = ""
         self.finish_reason: str | None = None
-        self._answer: Markdown | None = None
-        self._stream: MarkdownStream | None = None
+        self._answer: MarkdownText | None = None
         self._last: Widget | None = None
         self._tool_views: dict[str, ToolCallView] = {}
         self._stored_children: list[Widget] = []
@@ -336,7 +286,7 @@ class AssistantMessage(Vertical, can_focus=True):
                 )
             else:
                 message.answer_text += part.text
-                message._answer = Markdown(part.text)
+                message._answer = MarkdownText(part.text)
                 children.append(message._answer)
         if unfinished:
             children.append(Static("(unfinished)", classes="turn-note"))
@@ -366,14 +316,13 @@ class AssistantMessage(Vertical, can_focus=True):
         self._last.append(text, tokens)
 
     async def add_answer(self, text: str) -> None:
-        if self._stream is None:
+        if self._answer is None:
             self._finish_reasoning()
-            self._answer = Markdown()
+            self._answer = MarkdownText()
             await self.mount(self._answer)
-            self._stream = Markdown.get_stream(self._answer)
             self._last = self._answer
         self.answer_text += text
-        await self._stream.write(text)
+        self._answer.append(text)
 
     async def add_tool_call(self, call: ToolCall) -> None:
         self._finish_reasoning()
@@ -393,10 +342,7 @@ class AssistantMessage(Vertical, can_focus=True):
         """The turn ended; close the sections and say why when it was not a normal stop."""
         self.live = False
         self.finish_reason = finish_reason
-        self._finish_reasoning(unfinished=reasoning_unfinished or not self._answer)
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        self._finish_reasoning(unfinished=reasoning_unfinished or self._answer is None)
         notes = {
             "cancelled": "(stopped — the text above is kept)",
             "length": "(cut off: maximum tokens reached)",
