@@ -140,7 +140,9 @@ async def test_mouse_selection_copies_and_highlights_what_is_shown() -> None:
         app.screen.selections = {widget: selection}
         highlight = app.screen.get_component_rich_style("screen--selection")
         first = markdown_strips(widget)[0]
-        selected = [seg.text for seg in first if seg.style and seg.style.bgcolor == highlight.bgcolor]
+        selected = [
+            seg.text for seg in first if seg.style and seg.style.bgcolor == highlight.bgcolor
+        ]
         assert "".join(selected).startswith("paragraph.")
         assert first.text.startswith("First ")  # offsets let Textual map the mouse to text
 
