@@ -43,13 +43,14 @@ MAX_FRAME_S = 1 / 2  # ...and at least this often
 def ui_cpu_share(cores: int | None = None) -> float:
     """The share of one core the UI may use for streamed updates before it spaces them out.
 
-    About 2.5% of the machine, kept between 5% and 15% of a core. Why: every frame Textual draws
-    is CPU and GIL time taken from llama.cpp and the engine thread; on 2 cores a 15% cap cost about
-    20% of decode speed (TUI/raw 0.78-0.82), a 5% cap about 5% (0.93-0.96), at ~4 updates/s.
+    About 1.25% of the machine, kept between 2.5% and 15% of a core. Why: every frame Textual draws
+    is CPU and GIL time taken from llama.cpp and the engine thread, and on a small machine decode
+    slows by more than the UI's share. Measured on 2 cores (median TUI/raw decode): a 5% cap 0.90-0.92,
+    2.5% 0.95-0.97 at ~6 updates/s (a frame costs ~3-4 ms: most updates keep the layout as it is).
     """
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min(0.15, max(0.05, 0.025 * (cores or 1)))
+    return min(0.15, max(0.025, 0.0125 * (cores or 1)))
 
 
 UI_CPU_SHARE = ui_cpu_share()  # above this share of a core, updates are spaced out

@@ -26,11 +26,11 @@ TOKENS = 160
 pytestmark = pytest.mark.benchmark
 
 
-def raw_tokens_per_second(llm, prompt: str, seed: int) -> tuple[float, int]:
+def raw_tokens_per_second(llm, prompt: str, seed: int, tokens: int = TOKENS) -> tuple[float, int]:
     first = None
     count = 0
     stream = llm.create_completion(
-        prompt, max_tokens=TOKENS, stream=True, temperature=0.6, top_p=0.95, top_k=40,
+        prompt, max_tokens=tokens, stream=True, temperature=0.6, top_p=0.95, top_k=40,
         min_p=0.0, repeat_penalty=1.0, seed=seed,
     )  # fmt: skip
     for _chunk in stream:

@@ -163,3 +163,31 @@ async def test_code_blocks_follow_the_light_or_dark_theme() -> None:
         await pilot.pause()
         light = code_background()
         assert dark and light and dark != light
+
+
+async def test_while_streaming_the_height_grows_in_steps_then_fits_the_text() -> None:
+    widget = GrowingText(streaming=True)
+    layouts = 0
+    refresh = widget.refresh
+
+    def counting_refresh(*args, **kwargs):
+        nonlocal layouts
+        layouts += bool(kwargs.get("layout"))
+        return refresh(*args, **kwargs)
+
+    widget.refresh = counting_refresh  # type: ignore[method-assign]
+    async with Host(widget).run_test(size=(40, 50)) as pilot:
+        await pilot.pause()
+        layouts, heights = 0, set()
+        for i in range(30):
+            widget.append(f"line {i}\n")
+            await pilot.pause()
+            heights.add(widget.size.height)
+            assert screen_lines(widget)[i] == f"line {i}"  # each line shows as it arrives
+        step = GrowingText.STREAM_STEP
+        assert all(height % step == 0 for height in heights)
+        assert layouts < 15  # not one layout per line (the count includes Textual's own on resize)
+        widget.finish()
+        await pilot.pause()
+        assert widget.size.height == 30
+        assert screen_lines(widget) == [f"line {i}" for i in range(30)]

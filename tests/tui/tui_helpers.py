@@ -45,8 +45,13 @@ def make_app(
     return app, engine
 
 
-async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Let the app run until `condition()` holds; fail the test after `timeout` seconds."""
+async def wait_for(
+    pilot: Any, condition: Callable[[], bool], timeout: float = 10.0, poll_s: float = 0.02
+) -> None:
+    """Let the app run until `condition()` holds; fail the test after `timeout` seconds.
+
+    Benchmarks poll slowly (`poll_s`): each poll is work on the UI thread the real app never does.
+    """
     import asyncio
     import time
 
@@ -56,14 +61,15 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 1
             raise AssertionError("timed out waiting for the app")
         # not pilot.pause(delay): that forces a screen refresh each time, work the real app
         # would not do (it would distort the benchmarks that use this helper)
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(poll_s)
 
 
-async def wait_idle(pilot: Any, app: ChatApp, timeout: float = 10.0) -> None:
+async def wait_idle(pilot: Any, app: ChatApp, timeout: float = 10.0, poll_s: float = 0.02) -> None:
     """Until the engine is loaded and no answer is streaming."""
-    await wait_for(pilot, lambda: app.engine is not None, timeout)
+    await wait_for(pilot, lambda: app.engine is not None, timeout, poll_s)
     screen = app.chat_screen
-    await wait_for(pilot, lambda: not screen.generating and screen.live_view is None, timeout)
+    idle = lambda: not screen.generating and screen.live_view is None  # noqa: E731
+    await wait_for(pilot, idle, timeout, poll_s)
     await pilot.pause()
 
 

@@ -39,10 +39,12 @@ class GrowingText(Widget):
     """
 
     DEFAULT_CSS = "GrowingText { height: auto; }"
+    STREAM_STEP = 6  # why steps: a new height means a layout and a repaint of the whole chat
     BLOCK_GAP = 0  # blank lines drawn between blocks
 
-    def __init__(self, text: str = "", **kwargs: object) -> None:
+    def __init__(self, text: str = "", streaming: bool = False, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.streaming = streaming  # while True, height grows in steps of STREAM_STEP lines
         self._blocks: list[str] = []  # finished source blocks: never split or parsed again
         self._tail = ""  # the unfinished last block
         self._width = 0  # the width `_lines` were rendered at (0: not yet)
@@ -68,12 +70,18 @@ class GrowingText(Widget):
         if not self._width:
             return  # not laid out yet: drawn on first layout
         old_height = self._height
+        start = len(self._lines) + (self.BLOCK_GAP if self._lines else 0)  # the old tail's top
         self._update_lines(self._width)
         if self._height != old_height:
             self.refresh(layout=True)
-        else:
-            start = len(self._lines) + (self.BLOCK_GAP if self._lines else 0)
-            self.refresh(Region(0, start, self._width, max(1, len(self._tail_lines))))
+        else:  # same height: repaint only from where the unfinished block was
+            self.refresh(Region(0, start, self._width, max(1, self._height - start)))
+
+    def finish(self) -> None:
+        """Streaming ended: drop the room kept for lines to come."""
+        if self.streaming:
+            self.streaming = False
+            self.refresh(layout=True)
 
     def split(self, source: str) -> tuple[list[str], str]:
         """Cut `source` into finished blocks and the unfinished rest (here: complete lines)."""
@@ -91,9 +99,18 @@ class GrowingText(Widget):
 
     # -- drawing ---------------------------------------------------------------------------------
     @property
-    def _height(self) -> int:
+    def _shown(self) -> int:
+        """Lines with text."""
         gap = self.BLOCK_GAP if self._lines and self._tail_lines else 0
         return len(self._lines) + gap + len(self._tail_lines)
+
+    @property
+    def _height(self) -> int:
+        """Lines with text, rounded up while streaming so most updates keep the layout as it is."""
+        shown = self._shown
+        if not self.streaming:
+            return shown
+        return -(-(shown + 1) // self.STREAM_STEP) * self.STREAM_STEP
 
     def _render_block(self, block: str, width: int) -> list[Strip]:
         self.rendered_chars += len(block)
@@ -164,7 +181,7 @@ class GrowingText(Widget):
     def get_selection(self, selection: Selection) -> tuple[str, str] | None:
         """The selected text as shown (what the mouse selection copies)."""
         self._update_lines(self._width or self.content_size.width)
-        shown = [self._line(y) for y in range(self._height)]
+        shown = [self._line(y) for y in range(self._shown)]
         text = "\n".join(line.text.rstrip() if line else "" for line in shown)
         return selection.extract(text), "\n"
 
@@ -192,9 +209,15 @@ class MarkdownText(GrowingText):
 
     BLOCK_GAP = 1
 
-    def __init__(self, text: str = "", code_theme: str | None = None, **kwargs: object) -> None:
+    def __init__(
+        self,
+        text: str = "",
+        streaming: bool = False,
+        code_theme: str | None = None,
+        **kwargs: object,
+    ) -> None:
         self.code_theme = code_theme  # None: a Pygments theme that suits the app's light/dark theme
-        super().__init__(text, **kwargs)
+        super().__init__(text, streaming, **kwargs)
 
     def split(self, source: str) -> tuple[list[str], str]:
         starts = [

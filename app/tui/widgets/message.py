@@ -92,7 +92,7 @@ class ReasoningSection(Vertical):
         self.unfinished = unfinished
         self._started = now()
         self.header = Static("", classes="reasoning-header", markup=False)
-        self.body = GrowingText(text)
+        self.body = GrowingText(text, streaming=live)
         if mode == "hidden":
             self.add_class("-hidden")
         elif mode == "collapse" and not live:
@@ -129,6 +129,7 @@ class ReasoningSection(Vertical):
         self.seconds = now() - self._started
         if hasattr(self, "_timer"):
             self._timer.stop()
+        self.body.finish()
         if self.mode == "collapse" and not unfinished:
             self.add_class("-collapsed")
         self.refresh_header()
@@ -318,7 +319,7 @@ class AssistantMessage(Vertical, can_focus=True):
     async def add_answer(self, text: str) -> None:
         if self._answer is None:
             self._finish_reasoning()
-            self._answer = MarkdownText()
+            self._answer = MarkdownText(streaming=True)
             await self.mount(self._answer)
             self._last = self._answer
         self.answer_text += text
@@ -343,6 +344,8 @@ class AssistantMessage(Vertical, can_focus=True):
         self.live = False
         self.finish_reason = finish_reason
         self._finish_reasoning(unfinished=reasoning_unfinished or self._answer is None)
+        if self._answer is not None:
+            self._answer.finish()
         notes = {
             "cancelled": "(stopped — the text above is kept)",
             "length": "(cut off: maximum tokens reached)",
