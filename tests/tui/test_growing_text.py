@@ -191,3 +191,18 @@ async def test_while_streaming_the_height_grows_in_steps_then_fits_the_text() ->
         await pilot.pause()
         assert widget.size.height == 30
         assert screen_lines(widget) == [f"line {i}" for i in range(30)]
+
+
+async def test_focus_and_hover_restyles_do_not_draw_the_text_again() -> None:
+    text = "A paragraph of reasoning.\n\n" * 200
+    plain, markdown = GrowingText(text), MarkdownText(text)
+    app = Host(plain, markdown)
+    async with app.run_test(size=(60, 30)) as pilot:
+        await pilot.pause()
+        drawn = plain.rendered_chars, markdown.rendered_chars
+        assert drawn[0] >= len(text) and drawn[1] >= len(text)
+        for widget in (plain, markdown):
+            widget.notify_style_update()  # what Textual calls on :hover / :focus changes
+            widget.refresh(layout=True)
+        await pilot.pause()
+        assert (plain.rendered_chars, markdown.rendered_chars) == drawn

@@ -53,6 +53,7 @@ class GrowingText(Widget):
         self._tail_lines: list[Strip] = []
         self._tail_dirty = False
         self.rendered_chars = 0  # source characters rendered so far (tests read this)
+        self._style_key: object = None
         self.append(text)
 
     # -- content ---------------------------------------------------------------------------------
@@ -137,9 +138,17 @@ class GrowingText(Widget):
             self._tail_lines = self._render_block(tail, width) if tail else []
             self._tail_dirty = False
 
+    def style_key(self) -> object:
+        """What the rendered lines depend on besides the width (the widget's own colours are
+        applied when a line is drawn, so hover and focus never cost a re-render)."""
+        return None
+
     def notify_style_update(self) -> None:
         super().notify_style_update()
-        self._width = 0  # colours may have changed: draw again at the next layout
+        key = self.style_key()
+        if key != self._style_key:
+            self._style_key = key
+            self._width = 0  # draw everything again at the next layout
 
     def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
         if width <= 0:
@@ -234,6 +243,14 @@ class MarkdownText(GrowingText):
         blocks = [source[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
         return [block for block in blocks if block.strip()], source[cuts[-1] :]
 
+    def style_key(self) -> object:
+        return self.pygments_theme()
+
+    def pygments_theme(self) -> str:
+        """The code blocks' colours: the one asked for, else one for the app's light/dark theme."""
+        if self.code_theme:
+            return self.code_theme
+        return "monokai" if self.app.current_theme.dark else "default"
+
     def renderable(self, block: str) -> RenderableType:
-        theme = self.code_theme or ("monokai" if self.app.current_theme.dark else "default")
-        return Markdown(block, code_theme=theme)
+        return Markdown(block, code_theme=self.pygments_theme())
