@@ -206,3 +206,13 @@ async def test_focus_and_hover_restyles_do_not_draw_the_text_again() -> None:
             widget.refresh(layout=True)
         await pilot.pause()
         assert (plain.rendered_chars, markdown.rendered_chars) == drawn
+
+
+async def test_stored_text_is_cut_into_blocks_only_when_first_drawn() -> None:
+    shown, unshown = MarkdownText(DOC), MarkdownText(DOC)  # e.g. an old chat's 300 answers
+    assert shown._blocks == [] and shown.text == DOC  # nothing parsed at construction
+    async with Host(shown).run_test(size=(70, 60)) as pilot:
+        await pilot.pause()
+        assert len(shown._blocks) > 5 and shown.text == DOC
+        assert "def f(x):" in "\n".join(screen_lines(shown))
+    assert unshown._blocks == [] and unshown.rendered_chars == 0

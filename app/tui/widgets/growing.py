@@ -46,7 +46,8 @@ class GrowingText(Widget):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.streaming = streaming  # while True, height grows in steps of STREAM_STEP lines
         self._blocks: list[str] = []  # finished source blocks: never split or parsed again
-        self._tail = ""  # the unfinished last block
+        self._tail = text  # the unfinished last block (at first: all of `text`, not cut yet)
+        self._unsplit = bool(text)  # cut into blocks when first drawn: a long old chat opens fast
         self._width = 0  # the width `_lines` were rendered at (0: not yet)
         self._lines: list[Strip] = []  # the rendered finished blocks
         self._rendered = 0  # how many of `_blocks` are in `_lines`
@@ -54,7 +55,6 @@ class GrowingText(Widget):
         self._tail_dirty = False
         self.rendered_chars = 0  # source characters rendered so far (tests read this)
         self._style_key: object = None
-        self.append(text)
 
     # -- content ---------------------------------------------------------------------------------
     @property
@@ -65,6 +65,7 @@ class GrowingText(Widget):
         """Add text at the end; only the unfinished block is drawn again."""
         if not text:
             return
+        self._unsplit = False
         finished, self._tail = self.split(self._tail + text)
         self._blocks.extend(block for block in finished if block)
         self._tail_dirty = True
@@ -125,6 +126,10 @@ class GrowingText(Widget):
 
     def _update_lines(self, width: int) -> None:
         """Bring the rendered lines up to date for `width` (all of them only when it changed)."""
+        if self._unsplit:
+            self._unsplit = False
+            finished, self._tail = self.split(self._tail)
+            self._blocks.extend(block for block in finished if block)
         if width != self._width:
             self._width, self._lines, self._rendered = width, [], 0
             self._tail_dirty = True
