@@ -5,8 +5,9 @@ Textual's `Markdown` widget every Markdown block is a widget of its own, so each
 re-measures more widgets as the answer grows, and a 5,000-token answer costs three times as much per
 token at its end as at its start. Here the text is one widget whatever its length: finished blocks
 are rendered to lines once (per width) and kept; an append re-renders only the unfinished last
-block. Rendering goes through Rich (`Text` for reasoning, `Markdown` for answers: tables, code
-with highlighting), so what is drawn is exactly what Rich would print.
+block. While streaming, the height grows in steps of a few lines, so most appends repaint a few
+lines instead of laying out the whole chat. Rendering goes through Rich (`Text` for reasoning,
+`Markdown` for answers: tables, code with highlighting), so what is drawn is what Rich would print.
 """
 
 from __future__ import annotations
