@@ -2,13 +2,15 @@
 
 Raw: `Llama.create_completion(stream=True)` on the rendered prompt. Ask: LlamaEngine -> splitter ->
 Session (persisting to SQLite) -> the heading printer (to /dev/null). Both decode speeds are
-measured from the first token to the last (model loading and prompt evaluation excluded), best of
-three alternating runs. Target: ask / raw >= 0.97.
+measured from the first token to the last (model loading and prompt evaluation excluded), over six
+runs of 400 tokens in alternating order; the figure is the median of the six paired ratios (one run
+alone moves by ±10% with the load on this shared machine). Target: ask / raw >= 0.97.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from app.session import Session
 from app.store import open_store
 
 PROMPT = "Write a long story about a dragon who learns to bake bread."
-TOKENS = 160
+TOKENS = 400  # ~8 s per run on 2 cores
+ROUNDS = 6
 pytestmark = pytest.mark.benchmark
 
 
@@ -63,17 +66,24 @@ def test_ask_overhead_vs_raw_llama_cpp(smollm_gguf: Path) -> None:
     engine = LlamaEngine(smollm_gguf, n_ctx=1024)
     prompt = engine.render_prompt([{"role": "user", "content": PROMPT}])
     raw_llm = load_llama(model_path=str(smollm_gguf), n_ctx=1024, verbose=False)
-    raw_best = ask_best = 0.0
-    for seed in (1, 2, 3):
-        raw, raw_n = raw_tokens_per_second(raw_llm, prompt, seed)
-        ask, ask_n = ask_tokens_per_second(engine, seed)
+    raw_runs: list[float] = []
+    ask_runs: list[float] = []
+    for seed in range(1, ROUNDS + 1):  # alternating order, so both see the same load
+        if seed % 2:
+            raw, raw_n = raw_tokens_per_second(raw_llm, prompt, seed)
+            ask, ask_n = ask_tokens_per_second(engine, seed)
+        else:
+            ask, ask_n = ask_tokens_per_second(engine, seed)
+            raw, raw_n = raw_tokens_per_second(raw_llm, prompt, seed)
+        raw_runs.append(raw)
+        ask_runs.append(ask)
         print(
             f"seed {seed}: raw {raw:.1f} tok/s ({raw_n} tokens), ask {ask:.1f} tok/s ({ask_n} tokens)"
         )
-        raw_best, ask_best = max(raw_best, raw), max(ask_best, ask)
-    ratio = ask_best / raw_best
-    print(f"\nBENCH app overhead: raw llama-cpp-python {raw_best:.1f} tok/s, qwq-chat ask path "
-          f"{ask_best:.1f} tok/s, ratio ask/raw = {ratio:.3f} (target >= 0.97)")  # fmt: skip
+    ratio = statistics.median(a / r for a, r in zip(ask_runs, raw_runs, strict=True))
+    print(f"\nBENCH app overhead: median of {ROUNDS} paired runs ask/raw = {ratio:.3f} (target >= "
+          f"0.97); best of {ROUNDS}: raw llama-cpp-python {max(raw_runs):.1f} tok/s, qwq-chat ask "
+          f"path {max(ask_runs):.1f} tok/s")  # fmt: skip
     engine.close()
     raw_llm.close()
     assert ratio >= 0.97
