@@ -6,7 +6,7 @@ from textual.app import App, ComposeResult
 from textual.containers import VerticalScroll
 from textual.geometry import Offset
 from textual.selection import Selection
-from tui_helpers import markdown_strips, screen_lines
+from tui_helpers import drawn_strips, screen_lines
 
 from app.tui.widgets.growing import LONG_LINE, GrowingText, MarkdownText
 
@@ -139,7 +139,7 @@ async def test_mouse_selection_copies_and_highlights_what_is_shown() -> None:
         assert widget.get_selection(selection) == ("paragraph.\n\n • one", "\n")
         app.screen.selections = {widget: selection}
         highlight = app.screen.get_component_rich_style("screen--selection")
-        first = markdown_strips(widget)[0]
+        first = drawn_strips(widget)[0]
         selected = [
             seg.text for seg in first if seg.style and seg.style.bgcolor == highlight.bgcolor
         ]
@@ -152,7 +152,7 @@ async def test_code_blocks_follow_the_light_or_dark_theme() -> None:
     app = Host(widget)
 
     def code_background() -> set:
-        line = next(strip for strip in markdown_strips(widget) if "print" in strip.text)
+        line = next(strip for strip in drawn_strips(widget) if "print" in strip.text)
         return {seg.style.bgcolor for seg in line if seg.style and seg.style.bgcolor}
 
     async with app.run_test(size=(60, 20)) as pilot:
@@ -216,3 +216,13 @@ async def test_stored_text_is_cut_into_blocks_only_when_first_drawn() -> None:
         assert len(shown._blocks) > 5 and shown.text == DOC
         assert "def f(x):" in "\n".join(screen_lines(shown))
     assert unshown._blocks == [] and unshown.rendered_chars == 0
+
+
+def test_lone_carriage_returns_keep_the_text_whole() -> None:
+    """markdown-it counts a lone "\\r" as a line break; the cut must not misplace blocks then."""
+    widget = MarkdownText()
+    source = "one\r\rtwo\r\rthree\n\nfour"
+    blocks, tail = widget.split(source)
+    assert "".join(blocks) + tail == source
+    blocks, tail = widget.split("one\n\ntwo\r\n\r\nthree")
+    assert blocks == ["one\n\n", "two\r\n\r\n"] and tail == "three"

@@ -12,6 +12,8 @@ lines instead of laying out the whole chat. Rendering goes through Rich (`Text` 
 
 from __future__ import annotations
 
+import re
+
 from markdown_it import MarkdownIt
 from rich.console import RenderableType
 from rich.markdown import Markdown
@@ -66,19 +68,22 @@ class GrowingText(Widget):
         """Add text at the end; only the unfinished block is drawn again."""
         if not text:
             return
-        self._unsplit = False
-        finished, self._tail = self.split(self._tail + text)
-        self._blocks.extend(block for block in finished if block)
-        self._tail_dirty = True
+        self._cut(text)
         if not self._width:
             return  # not laid out yet: drawn on first layout
-        old_height = self._height
-        start = len(self._lines) + (self.BLOCK_GAP if self._lines else 0)  # the old tail's top
+        old_height, start = self._height, self._tail_top
         self._update_lines(self._width)
         if self._height != old_height:
             self.refresh(layout=True)
         else:  # same height: repaint only from where the unfinished block was
             self.refresh(Region(0, start, self._width, max(1, self._height - start)))
+
+    def _cut(self, more: str = "") -> None:
+        """Add `more` to the tail and move the blocks it finishes into `_blocks`."""
+        self._unsplit = False
+        finished, self._tail = self.split(self._tail + more)
+        self._blocks.extend(block for block in finished if block)
+        self._tail_dirty = True
 
     def finish(self) -> None:
         """Streaming ended: drop the room kept for lines to come."""
@@ -102,10 +107,15 @@ class GrowingText(Widget):
 
     # -- drawing ---------------------------------------------------------------------------------
     @property
+    def _tail_top(self) -> int:
+        """The line the tail's lines start at (after the finished blocks and the gap)."""
+        gap = self.BLOCK_GAP if self._lines and self._tail_lines else 0
+        return len(self._lines) + gap
+
+    @property
     def _shown(self) -> int:
         """Lines with text."""
-        gap = self.BLOCK_GAP if self._lines and self._tail_lines else 0
-        return len(self._lines) + gap + len(self._tail_lines)
+        return self._tail_top + len(self._tail_lines)
 
     @property
     def _height(self) -> int:
@@ -127,10 +137,11 @@ class GrowingText(Widget):
 
     def _update_lines(self, width: int) -> None:
         """Bring the rendered lines up to date for `width` (all of them only when it changed)."""
+        stale = self._unsplit or self._tail_dirty or self._rendered < len(self._blocks)
+        if width == self._width and not stale:
+            return  # up to date: the common case (this runs once per drawn line)
         if self._unsplit:
-            self._unsplit = False
-            finished, self._tail = self.split(self._tail)
-            self._blocks.extend(block for block in finished if block)
+            self._cut()
         if width != self._width:
             self._width, self._lines, self._rendered = width, [], 0
             self._tail_dirty = True
@@ -164,12 +175,11 @@ class GrowingText(Widget):
 
     def _line(self, y: int) -> Strip | None:
         """Line `y` as rendered (None: a gap or past the end)."""
-        n = len(self._lines)
-        if y < n:
+        if y < len(self._lines):
             return self._lines[y]
-        gap = self.BLOCK_GAP if self._lines and self._tail_lines else 0
-        if n + gap <= y < n + gap + len(self._tail_lines):
-            return self._tail_lines[y - n - gap]
+        top = self._tail_top
+        if top <= y < top + len(self._tail_lines):
+            return self._tail_lines[y - top]
         return None
 
     def render_line(self, y: int) -> Strip:
@@ -207,12 +217,12 @@ class GrowingText(Widget):
 _parser = MarkdownIt().enable("strikethrough").enable("table")  # as Rich's Markdown parses
 
 
-def line_offset(source: str, line: int) -> int:
-    """Where line number `line` (0-based, lines split at "\\n" as markdown-it does) starts."""
-    offset = 0
-    for _ in range(line):
-        offset = source.index("\n", offset) + 1
-    return offset
+_NEWLINE = re.compile("\n")
+
+
+def line_starts(source: str) -> list[int]:
+    """Where each line starts (lines split at "\\n", as markdown-it counts them)."""
+    return [0, *(match.end() for match in _NEWLINE.finditer(source))]
 
 
 class MarkdownText(GrowingText):
@@ -242,10 +252,10 @@ class MarkdownText(GrowingText):
         ]
         if len(starts) < 2:
             return [], source
-        try:
-            cuts = [0] + [line_offset(source, start) for start in starts[1:]]
-        except ValueError:  # a lone "\r", which markdown-it counts as a line break
+        offsets = line_starts(source)
+        if starts[-1] >= len(offsets):  # a lone "\r", which markdown-it counts as a line break
             return [], source
+        cuts = [0, *(offsets[start] for start in starts[1:])]
         blocks = [source[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
         return [block for block in blocks if block.strip()], source[cuts[-1] :]
 
