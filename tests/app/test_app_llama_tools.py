@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tui"))
 @pytest.fixture(scope="session")
 def tool_gguf(tiny_checkpoint: Path) -> Path:
     from convert.hf_to_gguf import convert_checkpoint
+    from convert.tiny_model import BUILD_VERSION
 
     def build(tmp: Path) -> None:
         hf = tmp / "hf"
@@ -38,7 +39,7 @@ def tool_gguf(tiny_checkpoint: Path) -> Path:
         build_tool_model(tiny_checkpoint, hf)
         convert_checkpoint(hf, tmp / "model.gguf", outtype="f32")
 
-    return cached_build(f"tiny-qwq-tools-{VERSION}", build) / "model.gguf"
+    return cached_build(f"tiny-qwq-{BUILD_VERSION}-tools-{VERSION}", build) / "model.gguf"
 
 
 GREEDY = Sampling(top_k=1, max_tokens=80, seed=0)

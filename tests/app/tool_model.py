@@ -38,13 +38,7 @@ def training_pairs() -> list[tuple[str, str]]:
     return [(prompts[0], FIRST + "<|im_end|>"), (prompts[1], SECOND + "<|im_end|>")]
 
 
-def build_tool_model(
-    tiny_checkpoint: Path,
-    out_dir: Path,
-    steps: int = 400,
-    lr: float = 3e-3,
-    losses: list | None = None,
-) -> Path:
+def build_tool_model(tiny_checkpoint: Path, out_dir: Path, steps: int = 400) -> Path:
     """Fine-tune the tiny checkpoint on `training_pairs()` (loss on completions only); save HF."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -59,9 +53,9 @@ def build_tool_model(
         batch.append((torch.tensor([prompt_ids + completion_ids]), len(prompt_ids)))
     model.model.embed_tokens.weight.requires_grad_(False)  # 152k rows: too costly to train here
     trained = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trained, lr=lr)
+    optimizer = torch.optim.AdamW(trained, lr=3e-3)
     model.train()
-    for _step in range(steps):
+    for _ in range(steps):
         optimizer.zero_grad()
         loss = torch.zeros(())
         for ids, start in batch:  # logits only where the completion is predicted
@@ -71,8 +65,7 @@ def build_tool_model(
         optimizer.step()
         if loss.item() < 0.01:
             break
-    if losses is not None:
-        losses.append((_step, loss.item()))
+    assert loss.item() < 0.01, f"the tool round was not memorised (loss {loss.item():.3f})"
     model.eval()
     model.save_pretrained(out_dir)
     for source in Path(tiny_checkpoint).iterdir():  # tokenizer files and generation config as-is

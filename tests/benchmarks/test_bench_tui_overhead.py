@@ -22,7 +22,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tui"))
 
-from test_bench_app_overhead import PROMPT, raw_tokens_per_second  # noqa: E402
+from test_bench_app_overhead import PROMPT, ROUNDS, TOKENS, raw_tokens_per_second  # noqa: E402
 from tui_helpers import wait_for, wait_idle  # noqa: E402
 
 from app.config import load_settings  # noqa: E402
@@ -33,8 +33,6 @@ from app.store import open_store  # noqa: E402
 from app.tui.app import ChatApp  # noqa: E402
 
 pytestmark = pytest.mark.benchmark
-ROUNDS = 6  # one run alone moves by ±10% with the load on this shared machine
-TUI_TOKENS = 400  # ~8 s per run on 2 cores
 
 
 async def tui_tokens_per_second(app: ChatApp, pilot, seed: int) -> tuple[float, int]:
@@ -42,7 +40,7 @@ async def tui_tokens_per_second(app: ChatApp, pilot, seed: int) -> tuple[float, 
     await pilot.press("ctrl+n")
     await pilot.pause()
     session = app.chat_screen.session
-    session.sampling = Sampling(max_tokens=TUI_TOKENS, seed=seed)
+    session.sampling = Sampling(max_tokens=TOKENS, seed=seed)
     timing: dict[str, float] = {}
     send = session.send
 
@@ -82,11 +80,11 @@ async def test_tui_overhead_vs_raw_llama_cpp(smollm_gguf: Path) -> None:
         await wait_for(pilot, lambda: app.engine is not None, 120)
         for seed in range(1, ROUNDS + 1):  # alternating order, so both see the same load
             if seed % 2:
-                raw, raw_n = raw_tokens_per_second(raw_llm, prompt, seed, TUI_TOKENS)
+                raw, raw_n = raw_tokens_per_second(raw_llm, prompt, seed)
                 tui, tui_n = await tui_tokens_per_second(app, pilot, seed)
             else:
                 tui, tui_n = await tui_tokens_per_second(app, pilot, seed)
-                raw, raw_n = raw_tokens_per_second(raw_llm, prompt, seed, TUI_TOKENS)
+                raw, raw_n = raw_tokens_per_second(raw_llm, prompt, seed)
             raw_runs.append(raw)
             tui_runs.append(tui)
             print(

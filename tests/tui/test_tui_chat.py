@@ -9,8 +9,8 @@ from textual.widgets import Input, TextArea
 from tui_helpers import (
     ANSWER,
     REASONING,
+    drawn_strips,
     make_app,
-    markdown_strips,
     screen_lines,
     send,
     wait_for,
@@ -47,7 +47,7 @@ async def test_streams_reasoning_and_answer_into_their_panes() -> None:
         shown = screen_lines(markdown)
         assert any("─" in line for line in shown)  # a table, not raw text
         assert not any("|---" in line or "```" in line for line in shown)
-        code = next(strip for strip in markdown_strips(markdown) if "print" in strip.text)
+        code = next(strip for strip in drawn_strips(markdown) if "print" in strip.text)
         assert len({seg.style.color for seg in code if seg.style and seg.style.color}) >= 2
         section = view.query_one(ReasoningSection)
         assert section.collapsed  # collapsed once the answer started

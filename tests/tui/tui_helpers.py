@@ -68,8 +68,9 @@ async def wait_idle(pilot: Any, app: ChatApp, timeout: float = 10.0, poll_s: flo
     """Until the engine is loaded and no answer is streaming."""
     await wait_for(pilot, lambda: app.engine is not None, timeout, poll_s)
     screen = app.chat_screen
-    idle = lambda: not screen.generating and screen.live_view is None  # noqa: E731
-    await wait_for(pilot, idle, timeout, poll_s)
+    await wait_for(
+        pilot, lambda: not screen.generating and screen.live_view is None, timeout, poll_s
+    )
     await pilot.pause()
 
 
@@ -89,11 +90,11 @@ def screen_text(app: ChatApp) -> str:
     return "\n".join(strip.text.rstrip() for strip in strips)
 
 
-def markdown_strips(widget: Any) -> list[Any]:
+def drawn_strips(widget: Any) -> list[Any]:
     """Every line a (laid out) GrowingText draws, as Textual Strips, scrolled into view or not."""
     return [widget.render_line(y) for y in range(widget.size.height)]
 
 
 def screen_lines(widget: Any) -> list[str]:
     """Every line a (laid out) GrowingText draws, as plain text."""
-    return [strip.text.rstrip() for strip in markdown_strips(widget)]
+    return [strip.text.rstrip() for strip in drawn_strips(widget)]
