@@ -1,3 +1,3 @@
-from app.cli import main
+from qwq_chat.app.cli import main
 
 main()

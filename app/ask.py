@@ -2,7 +2,7 @@
 
 Prints like the DashScope streaming example in the seed: a "Reasoning" heading with the thinking as
 it streams, then an "Answer" heading with the answer. `--json` prints one JSON event per line
-(`app.events.to_json`) instead. The exchange is saved to the conversation store like a TUI chat, so
+(`qwq_chat.app.events.to_json`) instead. The exchange is saved to the conversation store like a TUI chat, so
 an interrupted `ask` loses nothing either. Stats go to stderr, so stdout stays the model's text.
 """
 
@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, TextIO
 
-from app.events import (
+from qwq_chat.app.events import (
     AnswerDelta,
     Done,
     Event,
@@ -108,7 +108,7 @@ def _stats_line(stats: Stats | None, done: Done) -> str:
 
 def read_prompt(prompt: str | None, stdin: TextIO = sys.stdin) -> str:
     """The prompt argument, or stdin when it is `-` or absent."""
-    from app.errors import UserError
+    from qwq_chat.app.errors import UserError
 
     if prompt is None or prompt == "-":
         if stdin.isatty():
@@ -128,10 +128,11 @@ def run_ask(
     err: TextIO | None = None,
 ) -> int:
     """Answer `prompt` with the engine `settings` describe; returns the process exit code."""
-    from app.engines import create_engine
-    from app.logs import setup_logging
-    from app.session import Session
-    from app.store import Store, open_store
+    from qwq_chat.app.engines import create_engine
+    from qwq_chat.app.logs import setup_logging
+    from qwq_chat.app.session import Session
+    from qwq_chat.app.store import Store, open_store
+    from qwq_chat.app.tools.registry import build_registry
 
     setup_logging()
     out = out or sys.stdout
@@ -140,14 +141,12 @@ def run_ask(
     if store.warning:
         err.write(f"warning: {store.warning}\n")
     engine = create_engine(settings, progress=err.isatty())
-    warning = getattr(getattr(engine, "gpu_plan", None), "warning", None)
-    if warning:
-        err.write(f"warning: {warning}\n")
-    description = getattr(engine, "description", None)
-    if description and not as_json:
-        err.write(f"--- {description}\n")
+    if engine.load_warning:
+        err.write(f"warning: {engine.load_warning}\n")
+    if not as_json:
+        err.write(f"--- {engine.description}\n")
     printer = JsonPrinter(out) if as_json else HeadingPrinter(out, err)
-    session = Session.from_settings(settings, store, engine)
+    session = Session.from_settings(settings, store, engine, tools=build_registry(settings.tools))
     events = session.send(prompt)
     done: Done | None = None
     code: int | None = None

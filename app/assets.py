@@ -8,7 +8,7 @@ from pathlib import Path
 
 def asset_path(name: str) -> Path:
     """Path of a shipped asset file, e.g. `asset_path("chat_template.jinja")`."""
-    return Path(str(resources.files("assets").joinpath(name)))
+    return Path(str(resources.files("qwq_chat.assets").joinpath(name)))
 
 
 def chat_template() -> str:

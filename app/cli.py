@@ -6,9 +6,11 @@ needs them, so `qwq-chat --help` stays fast.
 
 from __future__ import annotations
 
-import typer
+from typing import Any
 
-from app import __version__
+import typer
+from qwq_chat.app import __version__
+from qwq_chat.app.cli_options import engine_options
 
 cli = typer.Typer(
     name="qwq-chat",
@@ -26,37 +28,23 @@ def _version(value: bool) -> None:
 
 
 @cli.callback(invoke_without_command=True)
+@engine_options
 def root(
     ctx: typer.Context,
+    engine: dict[str, Any],
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
-    model: str | None = typer.Option(
-        None, "--model", "-m", help="GGUF path, REPO[:QUANT], checkpoint dir or remote model name."
-    ),
-    backend: str | None = typer.Option(
-        None, "--backend", help="llama (default) | openai | transformers."
-    ),
-    base_url: str | None = typer.Option(None, "--base-url", help="OpenAI-compatible server URL."),
-    config: str | None = typer.Option(None, "--config", help="TOML config file."),
-    n_ctx: int | None = typer.Option(None, "--n-ctx", help="Context length in tokens."),
-    n_gpu_layers: str | None = typer.Option(None, "--n-gpu-layers", help='"auto", 0 or a number.'),
-    reasoning_budget: int | None = typer.Option(
-        None, "--reasoning-budget", help="Close the reasoning after N tokens (0: off)."
-    ),
 ) -> None:
-    """Open the chat TUI when no command is given (options also apply to `ask`)."""
-    options = {
-        "model": model, "backend": backend, "base_url": base_url, "config": config,
-        "n_ctx": n_ctx, "n_gpu_layers": n_gpu_layers, "reasoning_budget": reasoning_budget,
-    }  # fmt: skip
-    ctx.obj = {k: v for k, v in options.items() if v is not None}
+    """Open the chat TUI when no command is given (engine options also apply to `ask`/`serve`)."""
+    ctx.obj = engine
     if ctx.invoked_subcommand is None:
-        from app.commands import ensure_model, settings_from_options
+        from qwq_chat.app.cli_options import settings_from_options
+        from qwq_chat.app.commands import ensure_model
 
-        settings = ensure_model(settings_from_options(None, **ctx.obj))
+        settings = ensure_model(settings_from_options(None, **engine))
         try:
-            from app import tui
+            from qwq_chat.app import tui
         except ImportError:
             typer.echo("The TUI is not installed in this build; use `qwq-chat ask`.", err=True)
             raise typer.Exit(2) from None
@@ -68,11 +56,11 @@ def _register_subcommands() -> None:
     import importlib
 
     for module in (
-        "app.commands",
-        "convert.cli",
-        "rl_finetune.cli",
-        "rl_finetune.sandbox_cli",
-        "app.doctor",
+        "qwq_chat.app.commands",
+        "qwq_chat.convert.cli",
+        "qwq_chat.rl_finetune.cli",
+        "qwq_chat.app.sandbox.cli",
+        "qwq_chat.app.doctor",
     ):
         importlib.import_module(module).register(cli)
 
@@ -82,7 +70,7 @@ _register_subcommands()
 
 def main() -> None:
     """Run the CLI; a `UserError` becomes one red line on stderr and a non-zero exit, no traceback."""
-    from app.errors import UserError
+    from qwq_chat.app.errors import UserError
 
     try:
         cli()

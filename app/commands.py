@@ -1,4 +1,4 @@
-"""The chat app's commands: `ask`, `render-prompt`, `models list|pull`, and the shared engine options.
+"""The chat app's commands: `ask`, `render-prompt` and `models list|pull`.
 
 Registered into the one CLI by app/cli.py (`register(cli)`); nothing heavy is imported here.
 """
@@ -9,34 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
-
-# The engine/model options shared by the TUI (root command) and `ask`.
-ModelOpt = typer.Option(
-    None, "--model", "-m", help="GGUF path, REPO[:QUANT], checkpoint dir or remote model name."
-)
-BackendOpt = typer.Option(None, "--backend", help="llama (default) | openai | transformers.")
-BaseUrlOpt = typer.Option(None, "--base-url", help="OpenAI-compatible server URL (backend openai).")
-ConfigOpt = typer.Option(
-    None, "--config", help="TOML config file (default: the config dir's config.toml)."
-)
-NCtxOpt = typer.Option(None, "--n-ctx", help="Context length in tokens.")
-GpuLayersOpt = typer.Option(None, "--n-gpu-layers", help='"auto", 0 (CPU) or a number of layers.')
-BudgetOpt = typer.Option(
-    None, "--reasoning-budget", help="Close the reasoning after N tokens (0: off)."
-)
-# fmt: skip
-
-
-def settings_from_options(ctx: typer.Context | None = None, **options: Any) -> Any:
-    """Settings from --config, environment and these options (root options fill in what is unset)."""
-    from app.config import load_settings
-
-    inherited: dict[str, Any] = {}
-    if ctx is not None and ctx.parent is not None and isinstance(ctx.parent.obj, dict):
-        inherited = ctx.parent.obj
-    merged = {**inherited, **{k: v for k, v in options.items() if v is not None}}
-    config = merged.pop("config", None)
-    return load_settings(config, **merged)
+from qwq_chat.app.cli_options import ENGINE_OPTIONS, engine_options, settings_from_options
 
 
 def ensure_model(settings: Any) -> Any:
@@ -44,7 +17,7 @@ def ensure_model(settings: Any) -> Any:
     import sys
 
     if settings.backend == "llama" and not settings.model:
-        from app.hub import pick_default_model
+        from qwq_chat.app.hub import pick_default_model
 
         settings.model = pick_default_model(interactive=sys.stdin.isatty() and sys.stderr.isatty())
     return settings
@@ -60,21 +33,12 @@ def ask(
     no_save: bool = typer.Option(
         False, "--no-save", help="Do not keep this exchange in the chat history."
     ),
-    model: str | None = ModelOpt,
-    backend: str | None = BackendOpt,
-    base_url: str | None = BaseUrlOpt,
-    config: Path | None = ConfigOpt,
-    n_ctx: int | None = NCtxOpt,
-    n_gpu_layers: str | None = GpuLayersOpt,
-    reasoning_budget: int | None = BudgetOpt,
+    engine: dict[str, Any] | None = None,
 ) -> None:
-    """Ask one question: reasoning, then answer, streamed to the terminal."""  # fmt: skip
-    from app.ask import read_prompt, run_ask
+    """Ask one question: reasoning, then answer, streamed to the terminal."""
+    from qwq_chat.app.ask import read_prompt, run_ask
 
-    settings = settings_from_options(
-        ctx, model=model, backend=backend, base_url=base_url, config=config, n_ctx=n_ctx,
-        n_gpu_layers=n_gpu_layers, reasoning_budget=reasoning_budget, max_tokens=max_tokens,
-    )  # fmt: skip
+    settings = settings_from_options(ctx, **(engine or {}), max_tokens=max_tokens)
     text = read_prompt(prompt)
     ensure_model(settings)
     raise typer.Exit(run_ask(settings, text, as_json=json_output, save=not no_save))
@@ -87,13 +51,13 @@ def render_prompt(
     no_generation_prompt: bool = typer.Option(
         False, "--no-generation-prompt", help="Leave out the assistant prefix."
     ),
-    model: str | None = ModelOpt,
-    config: Path | None = ConfigOpt,
+    model: str | None = ENGINE_OPTIONS["model"][1],
+    config: str | None = ENGINE_OPTIONS["config"][1],
 ) -> None:
-    """Print the exact text the model would receive for a conversation."""  # fmt: skip
+    """Print the exact text the model would receive for a conversation."""
     import sys
 
-    from app.prompt import choose_template, load_conversation, load_tools, render
+    from qwq_chat.app.prompt import choose_template, load_conversation, load_tools, render
 
     settings = settings_from_options(ctx, model=model, config=config)
     messages = load_conversation(str(conversation))
@@ -113,7 +77,7 @@ def _template_for(model: str | None) -> tuple[str | None, dict[str, str]]:
     """The chat template and special tokens stored in a local GGUF (vocab only: fast)."""
     if not model:
         return None, {}
-    from app.hub import find_local, is_repo_ref, parse_repo_ref
+    from qwq_chat.app.hub import find_local, is_repo_ref, parse_repo_ref
 
     if is_repo_ref(model):
         path = find_local(*parse_repo_ref(model))
@@ -130,25 +94,12 @@ def _template_for(model: str | None) -> tuple[str | None, dict[str, str]]:
             return data.get("chat_template"), {}
         return None, {}
     if not path.is_file():
-        from app.errors import UserError
+        from qwq_chat.app.errors import UserError
 
         raise UserError(f"model file {path} does not exist")
-    import contextlib
+    from qwq_chat.app.engines.llama_engine import read_chat_template
 
-    from app.engines.llama_engine import load_llama, route_llama_logs
-
-    route_llama_logs()
-    with open(Path(route_llama_logs()), "a") as log, contextlib.redirect_stderr(log):
-        llm = load_llama(model_path=str(path), vocab_only=True, verbose=True)
-    try:
-        meta = llm.metadata
-        special = {
-            "bos_token": llm._model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else "",
-            "eos_token": llm._model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else "",
-        }
-        return meta.get("tokenizer.chat_template"), special
-    finally:
-        llm.close()
+    return read_chat_template(path)
 
 
 models_app = typer.Typer(
@@ -161,8 +112,8 @@ def models_list(json_output: bool = typer.Option(False, "--json", help="Print JS
     """GGUF files downloaded into the models directory."""
     import json
 
-    from app import paths
-    from app.hub import describe, list_local
+    from qwq_chat.app import paths
+    from qwq_chat.app.hub import describe, list_local
 
     models = list_local()
     if json_output:
@@ -186,7 +137,7 @@ def models_pull(
     """Download a GGUF with progress; an interrupted download resumes; sha256 checked."""
     import sys
 
-    from app.hub import parse_repo_ref, pull
+    from qwq_chat.app.hub import parse_repo_ref, pull
 
     name, ref_quant = parse_repo_ref(repo)
     path = pull(name, quant or ref_quant, progress=sys.stderr.isatty())
@@ -194,6 +145,6 @@ def models_pull(
 
 
 def register(cli: typer.Typer) -> None:
-    cli.command("ask")(ask)
+    cli.command("ask")(engine_options(ask))
     cli.command("render-prompt")(render_prompt)
     cli.add_typer(models_app, name="models")

@@ -3,8 +3,9 @@
 Where values come from, strongest first:
 1. command-line options (passed to `load_settings(**overrides)`),
 2. environment variables `QWQ_CHAT_<FIELD>` (nested with `__`, e.g. `QWQ_CHAT_SAMPLING__TEMPERATURE=0.7`),
-3. the TOML file: `--config PATH`, else `app.paths.config_dir()/config.toml` (optional),
-4. the defaults below (QwQ-32B's model-card sampling; see assets/default_config.toml).
+3. the TOML file: `--config PATH`, else `qwq_chat.app.paths.config_dir()/config.toml` (optional),
+4. the defaults below (QwQ-32B's model-card sampling, qwq_chat.app.sampling; see
+   assets/default_config.toml).
 
 A bad file or value raises `UserError` naming the key and the problem, never a traceback.
 """
@@ -22,9 +23,9 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
-
-from app import paths
-from app.errors import UserError
+from qwq_chat.app import paths
+from qwq_chat.app.errors import UserError
+from qwq_chat.app.sampling import Limits, Sampling
 
 CONFIG_FILE_NAME = "config.toml"
 
@@ -53,18 +54,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class SamplingSettings(_Strict):
-    """QwQ-32B's model card: temperature 0.6, top_p 0.95, top_k 40, min_p 0, no repeat penalty."""
-
-    temperature: float = Field(0.6, gt=0.0, le=2.0)  # never greedy: QwQ loops
-    top_p: float = Field(0.95, gt=0.0, le=1.0)
-    top_k: int = Field(40, ge=0)
-    min_p: float = Field(0.0, ge=0.0, le=1.0)
-    repeat_penalty: float = Field(1.0, gt=0.0)
-    presence_penalty: float = Field(0.0, ge=0.0, le=2.0)  # raise (0..2) against endless loops
-    seed: int | None = None
-
-
 class UISettings(_Strict):
     """Read by the TUI (app/tui)."""
 
@@ -88,9 +77,11 @@ class OpenAISettings(_Strict):
 
     # Name of the environment variable holding the key; the key itself is never stored anywhere.
     api_key_env: str = "DASHSCOPE_API_KEY"
-    # The server's template opened <think> in the prompt and it does not separate reasoning:
-    # treat content as reasoning until </think> (vLLM without --reasoning-parser).
-    think_in_prompt: bool = False
+    # Does the server's template open <think> in the prompt while the server does not separate
+    # reasoning (vLLM without --reasoning-parser, llama-server without --reasoning-format)?
+    # "auto": decide from the stream (a bare </think> means yes; reasoning_content or no tags, no);
+    # true: content is reasoning until </think> (streams it live); false: content is the answer.
+    think_in_prompt: Literal["auto"] | bool = "auto"
     timeout_s: float = Field(600.0, gt=0)
 
 
@@ -107,7 +98,7 @@ class _TomlDict(PydanticBaseSettingsSource):
         return dict(_toml_source.get() or {})
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, Limits):
     """Everything the chat app and `ask` need; see assets/default_config.toml for the documented file."""
 
     model_config = SettingsConfigDict(
@@ -115,6 +106,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         validate_assignment=True,
+        frozen=False,
     )
 
     model: str | None = None  # GGUF path, HF checkpoint dir, REPO[:QUANT], or the remote model name
@@ -127,13 +119,12 @@ class Settings(BaseSettings):
     n_threads: int | None = Field(None, ge=1)
     flash_attn: bool = False
     cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"  # KV cache type (quantized needs flash_attn)
-    yarn: bool = False  # YaRN x4 for inputs longer than 32k tokens (FACTS.md)
-    max_tokens: int = Field(32768, ge=1)  # per assistant turn
-    reasoning_budget: int = Field(0, ge=0)  # 0: unlimited; else close the reasoning after N tokens
+    yarn: bool = False  # YaRN x4 for inputs longer than 32k tokens (docs/models-and-gpus.md)
+    # max_tokens and reasoning_budget: from Limits (qwq_chat.app.sampling), per assistant reply
     max_tool_rounds: int = Field(8, ge=0)
     tools: list[str] = Field(default_factory=lambda: ["calculator"])
     system_prompt: str = ""
-    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    sampling: Sampling = Field(default_factory=Sampling)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     ui: UISettings = Field(default_factory=UISettings)
 
@@ -155,11 +146,9 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlDict(settings_cls))
 
-    def sampling_params(self) -> Any:
-        """The engine-level `Sampling` for these settings."""
-        from app.engines.base import Sampling
-
-        return Sampling(**self.sampling.model_dump(), max_tokens=self.max_tokens)
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_tokens=self.max_tokens, reasoning_budget=self.reasoning_budget)
 
 
 def default_config_path() -> Path:

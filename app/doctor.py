@@ -20,13 +20,15 @@ import platform
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import typer
+from qwq_chat.app.system.gpu import Gpu, is_apple_silicon, nvidia_gpus
+from qwq_chat.app.system.llama_build import llama_cpp_info, reinstall_command
+from qwq_chat.app.system.memory import memory_bytes
 
 Status = Literal["ok", "warn", "fail", "info"]
 
@@ -43,14 +45,6 @@ class Check:
     summary: str
     fix: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Gpu:
-    name: str
-    memory_total_mib: int | None
-    memory_free_mib: int | None
-    driver: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,162 +66,6 @@ def check_python() -> Check:
         )
     where = "standalone binary" if frozen else sys.executable
     return Check("python", "ok", f"Python {version} ({where})", details=details)
-
-
-def parse_system_info(info: str) -> list[str]:
-    """Backend names from llama.cpp's system info, e.g. 'CUDA : ARCHS = 890 | CPU : AVX2 = 1 |'."""
-    backends: list[str] = []
-    for part in info.split("|"):
-        if " : " in part:
-            name = part.split(" : ", 1)[0].strip()
-            if name and name not in backends:
-                backends.append(name)
-    return backends
-
-
-def backends_from_libs(lib_dir: Path) -> list[str]:
-    """Backends llama-cpp-python was built with, from its shared libraries (libggml-cuda.so...)."""
-    known = {
-        "cuda": "CUDA",
-        "metal": "Metal",
-        "vulkan": "Vulkan",
-        "hip": "HIP",
-        "sycl": "SYCL",
-        "blas": "BLAS",
-        "cpu": "CPU",
-    }
-    found = []
-    if lib_dir.is_dir():
-        for path in sorted(lib_dir.iterdir()):
-            stem = path.name.removeprefix("lib").split(".")[0]
-            if stem.startswith("ggml-") and stem[5:] in known and known[stem[5:]] not in found:
-                found.append(known[stem[5:]])
-    return found
-
-
-def llama_cpp_info() -> dict[str, Any]:
-    """Version, GPU offload flag and backends of the installed llama-cpp-python (import errors kept)."""
-    try:
-        import llama_cpp
-    except Exception as exc:  # ImportError, or OSError from a broken shared library
-        return {"installed": False, "error": f"{type(exc).__name__}: {exc}"}
-    info: dict[str, Any] = {"installed": True, "version": getattr(llama_cpp, "__version__", "?")}
-    try:
-        info["gpu_offload"] = bool(llama_cpp.llama_supports_gpu_offload())
-    except Exception as exc:
-        info["gpu_offload"] = False
-        info["error"] = f"llama_supports_gpu_offload failed: {exc}"
-    try:
-        raw = llama_cpp.llama_print_system_info()
-        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    except Exception:
-        text = ""
-    backends = parse_system_info(text)
-    for name in backends_from_libs(Path(llama_cpp.__file__).parent / "lib"):
-        if name not in backends:
-            backends.append(name)
-    info["backends"] = backends or ["CPU"]
-    info["system_info"] = text.strip()
-    return info
-
-
-NVIDIA_SMI_QUERY = [
-    "--query-gpu=name,memory.total,memory.free,driver_version",
-    "--format=csv,noheader,nounits",
-]
-
-
-def parse_nvidia_smi(output: str) -> list[Gpu]:
-    """Rows of `nvidia-smi --query-gpu=name,memory.total,memory.free,driver_version` (csv, nounits)."""
-
-    def mib(text: str) -> int | None:
-        try:
-            return int(float(text))
-        except ValueError:  # "[N/A]" on some boards
-            return None
-
-    gpus = []
-    for line in output.splitlines():
-        cells = [c.strip() for c in line.split(",")]
-        if len(cells) >= 3 and cells[0]:
-            driver = cells[3] if len(cells) > 3 else None
-            gpus.append(Gpu(cells[0], mib(cells[1]), mib(cells[2]), driver))
-    return gpus
-
-
-def nvidia_gpus() -> tuple[list[Gpu], str | None]:
-    """GPUs nvidia-smi reports, and an error text when it is present but fails."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return [], None
-    try:
-        done = subprocess.run(
-            [exe, *NVIDIA_SMI_QUERY], capture_output=True, text=True, timeout=20, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return [], f"nvidia-smi could not run: {exc}"
-    if done.returncode != 0:
-        message = (done.stderr or done.stdout).strip().splitlines()
-        return [], f"nvidia-smi failed: {message[0] if message else f'exit {done.returncode}'}"
-    return parse_nvidia_smi(done.stdout), None
-
-
-def is_apple_silicon() -> bool:
-    return platform.system() == "Darwin" and platform.machine() == "arm64"
-
-
-def memory_bytes() -> tuple[int | None, int | None]:
-    """(total, available) RAM in bytes, from psutil when installed, else the OS."""
-    try:
-        import psutil
-
-        vm = psutil.virtual_memory()
-        return int(vm.total), int(vm.available)
-    except ImportError:
-        pass
-    meminfo = Path("/proc/meminfo")
-    if meminfo.is_file():
-        values = {}
-        for line in meminfo.read_text().splitlines():
-            key, _, rest = line.partition(":")
-            parts = rest.split()
-            if parts and parts[0].isdigit():
-                values[key] = int(parts[0]) * 1024
-        return values.get("MemTotal"), values.get("MemAvailable")
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), None
-    except (ValueError, OSError, AttributeError):
-        return None, None
-
-
-def reinstall_command(backend: str, version: str | None) -> str:
-    """The exact command that rebuilds llama-cpp-python for `backend` ("cuda" or "metal") here.
-
-    From source (`--no-binary`), without pip's wheel cache (it would hand back the CPU build), into
-    this interpreter's environment; `uv pip` where the environment has no pip (uv tool installs).
-    """
-    flag = {"cuda": "-DGGML_CUDA=on", "metal": "-DGGML_METAL=on"}[backend]
-    package = f"llama-cpp-python=={version}" if version and version != "?" else "llama-cpp-python"
-    windows = os.name == "nt"
-    python = f'"{sys.executable}"' if windows else shlex.quote(sys.executable)
-    if _has_pip():
-        installer = (
-            f"{'& ' if windows else ''}{python} -m pip install --force-reinstall --no-cache-dir"
-        )
-    else:
-        installer = (
-            f"uv pip install --python {python} --reinstall-package llama-cpp-python --no-cache"
-        )
-    command = f"{installer} --no-deps --no-binary llama-cpp-python "
-    if windows:
-        return f'$env:CMAKE_ARGS="{flag}"; {command}"{package}"'
-    return f'CMAKE_ARGS="{flag}" {command}{shlex.quote(package)}'
-
-
-def _has_pip() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("pip") is not None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,9 +101,7 @@ def check_gpu(gpus: list[Gpu], smi_error: str | None, llama: dict[str, Any]) -> 
     details: dict[str, Any] = {"nvidia": [asdict(g) for g in gpus], "apple_silicon": False}
     if gpus:
         names = "; ".join(
-            f"{g.name} ({_gib(g.memory_total_mib, 'MiB')} VRAM, "
-            f"{_gib(g.memory_free_mib, 'MiB')} free)"
-            for g in gpus
+            f"{g.name} ({_gib(g.total_bytes)} VRAM, {_gib(g.free_bytes)} free)" for g in gpus
         )
         if offload or not llama.get("installed"):
             return Check("gpu", "ok", f"NVIDIA: {names}", details=details)
@@ -335,8 +171,8 @@ def is_gguf(path: Path) -> bool:
 
 
 def pull_hint() -> str:
-    """The pull command for the best QwQ-32B quantization that fits this machine (app.hub's rule)."""
-    from app import hub
+    """The pull command for the best QwQ-32B quantization that fits this machine (qwq_chat.app.hub's rule)."""
+    from qwq_chat.app import hub
 
     quant = hub.recommend_quant(hub.usable_memory_bytes())
     if quant is None:
@@ -378,17 +214,17 @@ def check_models(models_dir: Path) -> Check:
 
 
 def _verified_downloads() -> set[str]:
-    """Paths of downloads whose sha256 app.hub checked against the Hub."""
-    from app import hub
+    """Paths of downloads whose sha256 qwq_chat.app.hub checked against the Hub."""
+    from qwq_chat.app import hub
 
     return {str(m.path) for m in hub.list_local() if m.verified}
 
 
 def check_configured_model(ram_total: int | None, gpus: list[Gpu]) -> Check:
     """The model the config (file or QWQ_CHAT_MODEL) names: does it exist, and does it fit?"""
-    from app import hub
-    from app.config import default_config_path, load_settings
-    from app.errors import UserError
+    from qwq_chat.app import hub
+    from qwq_chat.app.config import default_config_path, load_settings
+    from qwq_chat.app.errors import UserError
 
     try:
         settings = load_settings()
@@ -451,7 +287,7 @@ def check_configured_model(ram_total: int | None, gpus: list[Gpu]) -> Check:
 def _fit_check(
     path: Path, size: int, ram_total: int | None, gpus: list[Gpu], details: dict[str, Any]
 ) -> Check:
-    vram = sum((g.memory_total_mib or 0) * 1024 * 1024 for g in gpus)
+    vram = sum(g.total_bytes or 0 for g in gpus)
     text = f"configured model {path} ({size / GIB:.2f} GiB)"
     if ram_total is not None and size > ram_total + vram:
         return Check(
@@ -538,16 +374,13 @@ def check_sandbox() -> Check:
     return Check("sandbox", "ok", f"bubblewrap at {exe}")
 
 
-def _gib(value: int | None, unit: str) -> str:
-    if value is None:
-        return "?"
-    scale = 1024 if unit == "MiB" else GIB
-    return f"{value / scale:.1f} GiB"
+def _gib(value: int | None) -> str:
+    return "?" if value is None else f"{value / GIB:.1f} GiB"
 
 
 def run_checks() -> list[Check]:
     """All checks, in the order they are printed."""
-    from app import __version__, paths
+    from qwq_chat.app import __version__, paths
 
     llama = llama_cpp_info()
     gpus, smi_error = nvidia_gpus()

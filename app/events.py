@@ -65,10 +65,14 @@ class Stats:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """End of one assistant turn. `finish_reason`: stop, length, cancelled, error, reasoning_budget."""
+    """End of one assistant turn. `finish_reason`: stop, length, cancelled, error, reasoning_budget.
+
+    `reasoning_unfinished`: the last message's reasoning never closed (cut by max tokens or a stop).
+    """
 
     finish_reason: str = "stop"
     error: str | None = None
+    reasoning_unfinished: bool = False
     type: str = field(default="done", init=False)
 
 

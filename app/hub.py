@@ -1,7 +1,7 @@
 """Models from the Hugging Face Hub: `--model REPO[:QUANT]`, `qwq-chat models pull` and `models list`.
 
 Downloads go through huggingface_hub (`hf_hub_url` + its `http_get`, with its progress bar and its
-in-call retries that resume with HTTP Range requests) into `app.paths.models_dir()`. The partial
+in-call retries that resume with HTTP Range requests) into `qwq_chat.app.paths.models_dir()`. The partial
 file is ours (`<name>.part`), so an interrupted download (Ctrl-C, network, kill) resumes on the
 next run too; `hf_hub_download` itself now deletes partial files on failure. Each finished file is
 checked against the Hub's sha256 (the LFS object id) before it is renamed into place; a mismatch
@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app import paths
-from app.errors import UserError
+from qwq_chat.app import paths
+from qwq_chat.app.errors import UserError
 
 DEFAULT_REPO = "Qwen/QwQ-32B-GGUF"
 DEFAULT_QUANT = "Q4_K_M"
 VERIFIED_SUFFIX = ".sha256-ok"
 GIB = 1024**3
 
-# QwQ-32B GGUF sizes (FACTS.md), best quality first.
+# QwQ-32B GGUF sizes (docs/models-and-gpus.md), best quality first.
 QUANT_SIZES_GB: dict[str, float] = {
     "Q8_0": 34.8,
     "Q6_K": 26.9,
@@ -288,22 +288,15 @@ def recommend_quant(memory_bytes: int | None) -> str | None:
 
 def usable_memory_bytes() -> int | None:
     """Free VRAM of a usable GPU, else total system RAM (what the model will live in)."""
-    try:
-        import llama_cpp
+    from qwq_chat.app.system.gpu import detect_gpu
+    from qwq_chat.app.system.llama_build import offload_supported
+    from qwq_chat.app.system.memory import memory_bytes
 
-        offload = bool(llama_cpp.llama_supports_gpu_offload())
-    except Exception:
-        offload = False
-    if offload:
-        from app.engines.gpu import detect_gpu
-
+    if offload_supported():
         gpu = detect_gpu()
-        if gpu is not None:
+        if gpu is not None and gpu.free_bytes is not None:
             return gpu.free_bytes
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
+    return memory_bytes()[0]
 
 
 def no_model_message(memory_bytes: int | None = None) -> str:

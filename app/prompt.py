@@ -2,7 +2,7 @@
 
 Which template: a GGUF's own `tokenizer.chat_template` when it is QwQ's upstream template, or any
 template of another model family (e.g. SmolLM2's ChatML); for QwQ-family copies that are known to be
-wrong the upstream template shipped in `assets/` is used instead (FACTS.md):
+wrong the upstream template shipped in `assets/` is used instead (docs/architecture.md):
 - llama.cpp's copy with `enable_thinking`: rendered without that variable (as llama-cpp-python does)
   it appends `</think>`, silently switching thinking off;
 - old copies whose generation prompt lacks `<think>\\n`;
@@ -27,12 +27,10 @@ from typing import Any
 from jinja2 import TemplateError
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-from app.assets import chat_template as shipped_template
-from app.errors import UserError
+from qwq_chat.app.assets import chat_template as shipped_template
+from qwq_chat.app.errors import UserError
 
 UPSTREAM_MD5 = "9aecb5549f55f72c2022cbf65c9ba798"
-GENERATION_OPENS_REASONING = "<think>\n"
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,9 @@ Rules kept here, in one place:
   `tool` message, and the model continues, at most `max_tool_rounds` times per user turn.
 - Reasoning budget: after N reasoning tokens the reasoning is closed with `BUDGET_CLOSE` as a prefill
   and the model must answer (the engine reuses the KV cache, so this costs only the new tokens).
-- Max-tokens guard: `Sampling.max_tokens` covers reasoning + answer of one assistant message.
+- Max-tokens guard: `Limits.max_tokens` covers reasoning + answer of one assistant message. Both
+  count the tokens the engine reports (`Chunk.tokens`), not chunks.
+- Per-chat settings (system prompt, sampling, limits) are saved with the conversation.
 - Nothing is lost: each assistant message is in the store from its first token on (status
   "unfinished"), rewritten at most every `persist_every_s` while streaming, and marked "finished" at
   the end, also on stop or error. After `kill -9` the partial answer is there, still "unfinished".
@@ -25,13 +27,21 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from app.engines.base import Engine, Sampling
-from app.errors import UserError
-from app.events import AnswerDelta, Done, Event, ReasoningDelta, Stats, ToolCall, ToolResult
-from app.messages import FINISHED, UNFINISHED, Message, history_for_model
-from app.splitter import Splitter
-from app.store import Store, StoreError
-from app.tools.registry import ToolRegistry
+from qwq_chat.app.engine_protocol import Engine, Toolbox
+from qwq_chat.app.errors import UserError
+from qwq_chat.app.events import (
+    AnswerDelta,
+    Done,
+    Event,
+    ReasoningDelta,
+    Stats,
+    ToolCall,
+    ToolResult,
+)
+from qwq_chat.app.messages import FINISHED, UNFINISHED, Message, history_for_model
+from qwq_chat.app.sampling import Limits, Sampling
+from qwq_chat.app.splitter import Splitter
+from qwq_chat.app.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +68,9 @@ class Session:
         conversation_id: str | None = None,
         *,
         sampling: Sampling | None = None,
+        limits: Limits | None = None,
         system_prompt: str = "",
-        tools: ToolRegistry | None = None,
-        reasoning_budget: int = 0,
+        tools: Toolbox | None = None,
         max_tool_rounds: int = 8,
         model_name: str | None = None,
         persist_every_s: float = 0.25,
@@ -68,11 +78,11 @@ class Session:
         self.store = store
         self.engine = engine
         self.tools = tools
-        self.reasoning_budget = reasoning_budget
         self.max_tool_rounds = max_tool_rounds
         self.model_name = model_name
         self.persist_every_s = persist_every_s
         self.sampling = sampling or Sampling()
+        self.limits = limits or Limits()
         self.system_prompt = system_prompt
         self.conversation_id = conversation_id
         self.store_warning: str | None = store.warning
@@ -84,10 +94,7 @@ class Session:
             if store.get_conversation(conversation_id) is None:
                 raise SessionError(f"no conversation with id {conversation_id!r}")
             self._messages = store.messages(conversation_id)
-            saved = store.get_settings(conversation_id)
-            self.system_prompt = saved.get("system_prompt", self.system_prompt)
-            if saved.get("sampling"):
-                self.sampling = dataclasses.replace(self.sampling, **saved["sampling"])
+            self._load_settings(store.get_settings(conversation_id))
 
     @classmethod
     def from_settings(
@@ -96,18 +103,17 @@ class Session:
         store: Store,
         engine: Engine | None = None,
         conversation_id: str | None = None,
+        tools: Toolbox | None = None,
     ) -> Session:
-        """A session configured from `app.config.Settings` (sampling, tools, budgets, system prompt)."""
-        from app.tools.registry import build_registry
-
+        """A session configured from `qwq_chat.app.config.Settings`; the caller builds the tools."""
         return cls(
             store,
             engine,
             conversation_id,
-            sampling=settings.sampling_params(),
+            sampling=settings.sampling,
+            limits=settings.limits,
             system_prompt=settings.system_prompt,
-            tools=build_registry(settings.tools),
-            reasoning_budget=settings.reasoning_budget,
+            tools=tools,
             max_tool_rounds=settings.max_tool_rounds,
             model_name=settings.model,
         )
@@ -136,24 +142,50 @@ class Session:
 
     # -- settings --------------------------------------------------------------------------------
 
+    @property
+    def reasoning_budget(self) -> int:
+        return self.limits.reasoning_budget
+
     def update_settings(
-        self, system_prompt: str | None = None, sampling: Sampling | None = None
+        self,
+        system_prompt: str | None = None,
+        sampling: Sampling | None = None,
+        limits: Limits | None = None,
     ) -> None:
-        """Change this conversation's system prompt and/or sampling; saved with the conversation."""
+        """Change this conversation's system prompt, sampling and/or limits; saved with it."""
         if system_prompt is not None:
             self.system_prompt = system_prompt
         if sampling is not None:
             self.sampling = sampling
+        if limits is not None:
+            self.limits = limits
         if self.conversation_id is not None:
             self._save_settings()
 
+    def settings_record(self) -> dict[str, Any]:
+        """What is saved with the conversation (and exported with it)."""
+        return {
+            "system_prompt": self.system_prompt,
+            "sampling": self.sampling.model_dump(),
+            "limits": self.limits.model_dump(),
+        }
+
     def _save_settings(self) -> None:
         assert self.conversation_id is not None
-        self._store_call(
-            self.store.set_settings,
-            self.conversation_id,
-            {"system_prompt": self.system_prompt, "sampling": dataclasses.asdict(self.sampling)},
-        )
+        self._store_call(self.store.set_settings, self.conversation_id, self.settings_record())
+
+    def _load_settings(self, saved: dict[str, Any]) -> None:
+        """The record `settings_record` wrote; chats saved before limits existed kept max_tokens
+        inside "sampling"."""
+        self.system_prompt = saved.get("system_prompt", self.system_prompt)
+        sampling = dict(saved.get("sampling") or {})
+        limits = {**self.limits.model_dump(), **(saved.get("limits") or {})}
+        old_max_tokens = sampling.pop("max_tokens", None)
+        if old_max_tokens is not None and "limits" not in saved:
+            limits["max_tokens"] = old_max_tokens
+        known = {k: v for k, v in sampling.items() if k in Sampling.model_fields}
+        self.sampling = self.sampling.replace(**known)
+        self.limits = Limits.model_validate(limits)
 
     # -- actions ---------------------------------------------------------------------------------
 
@@ -263,7 +295,7 @@ class Session:
         """Assistant turn(s) for the current history: stream, run tools, continue; then Done."""
         engine = self._require_engine()
         tools = self.tools.schemas() if self.tools is not None and len(self.tools) else None
-        finish, error = "stop", None
+        finish, error, unfinished = "stop", None, False
         for round_index in range(self.max_tool_rounds + 1):
             message = self._append(Message("assistant", status=UNFINISHED))
             calls: list[ToolCall] = []
@@ -278,6 +310,7 @@ class Session:
                     message.status = FINISHED
                     message.finish_reason = "error" if error else "cancelled"
                     self._persist(message, force=True)
+            unfinished = message.reasoning_unfinished
             if error or finish not in ("stop", "reasoning_budget") or not calls:
                 break
             if self.tools is None or round_index == self.max_tool_rounds:
@@ -293,7 +326,7 @@ class Session:
             if self._cancel.is_set():
                 finish = "cancelled"
                 break
-        yield Done(finish_reason=finish, error=error)
+        yield Done(finish_reason=finish, error=error, reasoning_unfinished=unfinished)
 
     def _stream_message(
         self,
@@ -312,26 +345,28 @@ class Session:
         finish = "stop"
         stats: Stats | None = None
         while True:
-            sampling = dataclasses.replace(
-                self.sampling, max_tokens=max(1, self.sampling.max_tokens - tokens)
-            )
-            stream = engine.stream(history, sampling, tools=tools, prefill=prefill)
+            left = max(1, self.limits.max_tokens - tokens)
+            stream = engine.stream(history, self.sampling, left, tools=tools, prefill=prefill)
             restart = False
             try:
                 for chunk in stream:
                     if splitter is None:
-                        splitter = Splitter(getattr(engine, "prompt_opens_reasoning", True))
+                        splitter = Splitter(engine.prompt_opens_reasoning)
+                    tokens += chunk.tokens
+                    if chunk.reasoning or splitter.in_reasoning or splitter.undecided:
+                        reasoning_tokens += chunk.tokens
                     events: list[Event] = []
                     if chunk.text:
-                        tokens += 1
                         if not chunk.reasoning:
                             raw += chunk.text
-                        if chunk.reasoning or splitter.in_reasoning:
-                            reasoning_tokens += 1
                         events = splitter.feed(chunk.text, chunk.reasoning)
-                        for event in events:
-                            self._apply(message, event, calls)
+                    events.extend(chunk.tool_calls)
+                    for event in events:
+                        self._apply(message, event, calls)
                     if chunk.stats is not None:
+                        if splitter.undecided or not splitter.saw_reasoning:
+                            reasoning_tokens = 0  # held text so far is not known to be reasoning
+
                         stats = dataclasses.replace(chunk.stats, reasoning_tokens=reasoning_tokens)
                         message.stats = _stats_dict(stats)
                         events.append(stats)

@@ -4,17 +4,21 @@ Why a state machine and not a regex over the whole text: the text arrives one to
 UI must show it as it comes, so every delta is classified immediately, except the few characters that
 might be the start of a tag (`</thi` ...), which are held back until the next delta settles them.
 
-Rules (see ARCHITECTURE.md and FACTS.md):
+Rules (docs/architecture.md, "Splitter"):
 - QwQ's prompt ends with `<think>\\n`, so local output starts INSIDE the reasoning and only ever shows
   `</think>`. Create the splitter with `start_in_reasoning=True` for such prompts (the engine knows:
-  `Engine.starts_in_reasoning`).
+  `Engine.prompt_opens_reasoning`).
 - In the answer state an opening `<think>` at the very start (after whitespace) switches to reasoning:
   this is how remote servers without a reasoning parser send reasoning inside `content`.
-- A lone `</think>` met in the answer state (a remote server whose template opened the reasoning in the
-  prompt, but which was configured as not doing so) is dropped; text already shown as answer stays
-  answer. Set `openai.think_in_prompt = true` in the config for such servers. Servers that separate
-  reasoning (`delta.reasoning_content`: DashScope, vLLM `--reasoning-parser`, llama-server's default)
-  need nothing: chunks flagged `reasoning=True` pass straight through as reasoning.
+- `start_in_reasoning=None` (a remote server whose template we cannot see): the text is held until
+  the stream shows what it is. A bare `</think>` means the server's template opened the reasoning in
+  the prompt (vLLM without --reasoning-parser, llama-server without --reasoning-format, most hosted
+  QwQ endpoints): everything before it was reasoning. An opening `<think>` at the start, reasoning
+  the server separated itself, or the end of a stream with no tags decide "answer first". The price
+  is that such text shows only once decided; `openai.think_in_prompt = true` streams it at once.
+- A lone `</think>` met in the answer state is dropped; text already shown as answer stays answer.
+  Servers that separate reasoning (`delta.reasoning_content`: DashScope, vLLM `--reasoning-parser`,
+  llama-server's default) need nothing: chunks flagged `reasoning=True` pass through as reasoning.
 - `<tool_call>...</tool_call>` (in reasoning or answer) becomes a `ToolCall`; its body is not shown as
   text. A body that is not valid JSON becomes a `ToolCall` named "" with the raw text, so the session
   can report the error to the model.
@@ -27,7 +31,7 @@ import json
 import uuid
 from typing import Any
 
-from app.events import AnswerDelta, Event, ReasoningDelta, ToolCall
+from qwq_chat.app.events import AnswerDelta, Event, ReasoningDelta, ToolCall
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
@@ -37,6 +41,7 @@ TOOL_CLOSE = "</tool_call>"
 REASONING = "reasoning"
 ANSWER = "answer"
 TOOL = "tool"
+REASONING_SEPARATE = "separate"  # undecided start, then the server flagged reasoning itself
 
 
 def parse_tool_call(body: str) -> ToolCall:
@@ -74,8 +79,10 @@ def _partial_tag_suffix(text: str, tags: tuple[str, ...]) -> int:
 class Splitter:
     """Feed text deltas with `feed()`, get events back; call `finish()` at the end of the stream."""
 
-    def __init__(self, start_in_reasoning: bool = True) -> None:
+    def __init__(self, start_in_reasoning: bool | None = True) -> None:
         self.state = REASONING if start_in_reasoning else ANSWER
+        self.undecided = start_in_reasoning is None  # see the module docstring
+        self._undecided_text = ""
         self._pending = ""  # held back: may be the start of a tag
         self._tool_body = ""
         self._state_before_tool = self.state
@@ -83,16 +90,14 @@ class Splitter:
             False  # answer text seen (an opening <think> is only looked for before)
         )
         self._strip_answer_newlines = False  # drop the blank lines right after </think>
-        self.saw_reasoning = start_in_reasoning
+        self.saw_reasoning = bool(start_in_reasoning)
         self._flagged_reasoning = False  # got reasoning=True chunks (remote reasoning_content)
-        self.reasoning_closed = False
 
     @classmethod
     def after_reasoning(cls) -> Splitter:
         """A splitter for a continuation whose prefill already closed the reasoning (`</think>`)."""
         splitter = cls(start_in_reasoning=False)
         splitter.saw_reasoning = True
-        splitter.reasoning_closed = True
         splitter._strip_answer_newlines = True
         return splitter
 
@@ -117,9 +122,32 @@ class Splitter:
         if not text:
             return []
         if reasoning:
+            events = self._decide(REASONING_SEPARATE) if self.undecided else []
             self.saw_reasoning = True
             self._flagged_reasoning = True
-            return [ReasoningDelta(text)]
+            return _merge([*events, ReasoningDelta(text)])
+        if self.undecided:
+            self._undecided_text += text
+            stripped = self._undecided_text.lstrip()
+            if stripped and not THINK_OPEN.startswith(stripped[: len(THINK_OPEN)]):
+                if THINK_CLOSE in self._undecided_text:
+                    return self._decide(REASONING)
+                return []
+            if stripped.startswith(THINK_OPEN):
+                return self._decide(ANSWER)
+            return []
+        return self._feed_text(text)
+
+    def _decide(self, state: str) -> list[Event]:
+        """Leave the undecided start: replay the held text in `state`."""
+        self.undecided = False
+        held, self._undecided_text = self._undecided_text, ""
+        if state == REASONING:
+            self.state = REASONING
+            self.saw_reasoning = True
+        return self._feed_text(held) if held else []
+
+    def _feed_text(self, text: str) -> list[Event]:
         events: list[Event] = []
         buf = self._pending + text
         self._pending = ""
@@ -129,7 +157,7 @@ class Splitter:
 
     def finish(self) -> list[Event]:
         """End of stream: flush held-back text (an unterminated tool call is shown as text)."""
-        events: list[Event] = []
+        events: list[Event] = self._decide(ANSWER) if self.undecided else []
         pending, self._pending = self._pending, ""
         if self.state == TOOL:
             pending = TOOL_OPEN + self._tool_body + pending
@@ -179,7 +207,6 @@ class Splitter:
             self.state = TOOL
         elif tag == THINK_CLOSE and self.state == REASONING:
             self.state = ANSWER
-            self.reasoning_closed = True
             self._strip_answer_newlines = True
         # a lone </think> in the answer state is dropped (see module docstring)
         return rest

@@ -1,4 +1,4 @@
-"""Conversations on disk: one SQLite file (WAL) in `app.paths.data_dir()`.
+"""Conversations on disk: one SQLite file (WAL) in `qwq_chat.app.paths.data_dir()`.
 
 Why SQLite: a chat must survive `kill -9` mid-answer. The session writes the partial answer as it
 streams (status "unfinished") and marks it "finished" at the end, each write its own transaction,
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app import paths
-from app.messages import FINISHED, Message
+from qwq_chat.app import paths
+from qwq_chat.app.messages import FINISHED, Message
 
 DB_FILE_NAME = "chats.db"
 

@@ -21,7 +21,7 @@ def convert(
     ),
 ) -> None:
     """Convert a Qwen2-family checkpoint (QwQ-32B, Qwen2.5, R1-Distill-Qwen) to GGUF."""
-    from convert.hf_to_gguf import convert_checkpoint
+    from qwq_chat.convert.hf_to_gguf import convert_checkpoint
 
     path = convert_checkpoint(checkpoint, out, outtype=outtype, progress=True)
     typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
@@ -29,7 +29,7 @@ def convert(
 
 def quantize(
     src: Path = typer.Argument(
-        ..., help="GGUF file to quantize (usually the bf16 output of `convert`)."
+        ..., help="GGUF file to quantize (usually the bf16 output of `qwq_chat.convert`)."
     ),
     dst: Path = typer.Argument(..., help="GGUF file to write."),
     qtype: str = typer.Option(
@@ -46,7 +46,7 @@ def quantize(
     ),
 ) -> None:
     """Quantize a GGUF file with llama.cpp's quantizer."""
-    from convert.quantize import quantize_gguf
+    from qwq_chat.convert.quantize import quantize_gguf
 
     path = quantize_gguf(src, dst, qtype, threads=threads or None, imatrix=imatrix, progress=True)
     typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
@@ -66,9 +66,9 @@ def verify(
     ),
 ) -> None:
     """Tokenizer and logit parity between the checkpoint (transformers) and the GGUF (llama.cpp)."""
-    from convert.errors import VerificationFailed
-    from convert.verify import print_report
-    from convert.verify import verify as run_verify
+    from qwq_chat.convert.errors import VerificationFailed
+    from qwq_chat.convert.verify import print_report
+    from qwq_chat.convert.verify import verify as run_verify
 
     report = run_verify(
         checkpoint,
@@ -93,7 +93,7 @@ def convert_lora(
     out: Path = typer.Option(..., "-o", "--out", help="GGUF LoRA adapter file to write."),
 ) -> None:
     """Convert a PEFT LoRA adapter to a GGUF adapter for llama.cpp (`lora_path`)."""
-    from convert.lora import convert_lora as run
+    from qwq_chat.convert.lora import convert_lora as run
 
     path = run(adapter, base, out)
     typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB)")

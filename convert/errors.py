@@ -1,8 +1,8 @@
-"""Errors for bad conversion input: each says what is wrong and what to do (see app.errors)."""
+"""Errors for bad conversion input: each says what is wrong and what to do (see qwq_chat.app.errors)."""
 
 from __future__ import annotations
 
-from app.errors import UserError
+from qwq_chat.app.errors import UserError
 
 
 class ConvertError(UserError):

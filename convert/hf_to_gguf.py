@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from convert.errors import CheckpointError, ConvertError, OutputPathError, UnsupportedModelError
-from convert.safetensors_io import DTYPES, TensorEntry, read_header, read_rows
+from qwq_chat.convert.errors import (
+    CheckpointError,
+    ConvertError,
+    OutputPathError,
+    UnsupportedModelError,
+)
+from qwq_chat.convert.safetensors_io import DTYPES, TensorEntry, read_header, read_rows
 
 SUPPORTED_ARCHITECTURES = ("Qwen2ForCausalLM",)
 SUPPORTED_MODELS = "Qwen2ForCausalLM (QwQ-32B, Qwen2.5, DeepSeek-R1-Distill-Qwen)"
@@ -210,7 +214,7 @@ def write_metadata(writer, ckpt: Checkpoint, outtype: str) -> None:
 
     cfg = ckpt.config
     writer.add_type("model")
-    writer.add_name(ckpt.path.name)
+    _write_general(writer, ckpt)
     writer.add_block_count(ckpt.num_layers)
     writer.add_context_length(int(cfg.get("max_position_embeddings", 32768)))
     writer.add_embedding_length(int(cfg["hidden_size"]))
@@ -234,22 +238,39 @@ def write_metadata(writer, ckpt: Checkpoint, outtype: str) -> None:
         )
     writer.add_file_type(_file_type(outtype))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    _write_sampling_defaults(writer, ckpt.path)
     _write_vocab(writer, ckpt)
 
 
-def _write_sampling_defaults(writer, src: Path) -> None:
-    """The model's recommended sampling (generation_config.json) as general.sampling.* keys."""
-    path = src / "generation_config.json"
-    if not path.is_file():
-        return
-    gen = json.loads(path.read_text(encoding="utf-8"))
-    if "temperature" in gen:
-        writer.add_sampling_temp(float(gen["temperature"]))
-    if "top_p" in gen:
-        writer.add_sampling_top_p(float(gen["top_p"]))
-    if "top_k" in gen:
-        writer.add_sampling_top_k(int(gen["top_k"]))
+def _write_general(writer, ckpt: Checkpoint) -> None:
+    """general.* keys as llama.cpp's convert_hf_to_gguf.py writes them, through the same gguf-py
+    `Metadata` it uses: name, basename, finetune, version and size label from the folder name
+    and parameter count, license/tags/languages/base models from the model card (README.md), and
+    the recommended sampling (general.sampling.*) from generation_config.json.
+    """
+    import gguf
+
+    total = sum(
+        t.n_elements for t in ckpt.tensors if not t.name.endswith(IGNORED_TENSOR_SUFFIXES)
+    )
+    try:
+        meta = gguf.Metadata.load(None, ckpt.path, None, total)
+    except Exception as exc:  # noqa: BLE001 - a malformed model card or generation config
+        raise CheckpointError(
+            f"{ckpt.path}: cannot read the model card or generation_config.json ({exc}); fix or "
+            "remove the broken file"
+        ) from exc
+    gen_path = ckpt.path / "generation_config.json"
+    if meta.sampling_penalty_repeat is None and gen_path.is_file():
+        # Older gguf-py releases read only `penalty_repeat`; llama.cpp's converter also takes
+        # transformers' name for it.
+        gen = json.loads(gen_path.read_text(encoding="utf-8"))
+        if isinstance(gen.get("repetition_penalty"), int | float):
+            meta.sampling_penalty_repeat = float(gen["repetition_penalty"])
+    if meta.name is None:
+        meta.name = ckpt.path.name
+    if meta.size_label is None and total > 0:
+        meta.size_label = gguf.size_label(total, total, 0, 0)
+    meta.set_gguf_meta_model(writer)
 
 
 def _write_vocab(writer, ckpt: Checkpoint) -> None:
@@ -305,10 +326,11 @@ def _write_vocab(writer, ckpt: Checkpoint) -> None:
             token_id = _config_token_id(ckpt.config.get(fallback_key))
         if token_id is not None and 0 <= token_id < vocab_size:
             getattr(writer, f"add_{kind}_token_id")(token_id)
+    flags = _add_special_flags(tok, tc)
     # Qwen models must not get a BOS; llama.cpp would guess from the vocabulary type if unset.
-    writer.add_add_bos_token(bool(tc.get("add_bos_token", False)))
-    if "add_eos_token" in tc:
-        writer.add_add_eos_token(bool(tc["add_eos_token"]))
+    writer.add_add_bos_token(flags.pop("bos", False))
+    for kind, value in flags.items():
+        getattr(writer, f"add_add_{kind}_token")(value)
     template = _chat_template(ckpt.path, tc)
     if template is None:
         raise CheckpointError(
@@ -318,11 +340,48 @@ def _write_vocab(writer, ckpt: Checkpoint) -> None:
     writer.add_chat_template(template)
 
 
-def _special_token_id(entry: object, ids: dict[str, int]) -> int | None:
-    """tokenizer_config's `eos_token` etc. (a string or {"content": ...}) -> token id."""
+def _add_special_flags(tok: dict, tc: dict) -> dict[str, bool]:
+    """Whether the tokenizer adds BOS/EOS/SEP itself, by the rules of gguf-py's SpecialVocab
+    (what llama.cpp's converter writes as tokenizer.ggml.add_*_token): the tokenizer.json
+    post-processor first (ByteLevel: neither; a TemplateProcessing that starts with the BOS or
+    ends with a special token: that one), then tokenizer_config's `add_bos_token`/`add_eos_token`."""
+    flags: dict[str, bool] = {}
+    post = tok.get("post_processor") or {}
+    content = {k: _token_content(tc.get(f"{k}_token")) for k in ("bos", "eos", "cls")}
+    for proc in post.get("processors", [post]):
+        kind = proc.get("type")
+        if kind == "ByteLevel":
+            flags.setdefault("bos", False)
+            flags.setdefault("eos", False)
+        elif kind == "RobertaProcessing":
+            flags.update(bos=True, eos=True, sep=True)
+        elif kind == "TemplateProcessing" and len(proc.get("single", [])) > 1:
+            first = proc["single"][0].get("SpecialToken", {}).get("id")
+            last = proc["single"][-1].get("SpecialToken", {}).get("id")
+            if first:  # SpecialVocab adopts it as BOS (or CLS) when one of them is unset
+                flags["bos"] = first in (content["bos"], content["cls"]) or None in (
+                    content["bos"],
+                    content["cls"],
+                )
+            if last:  # ... and always adopts a trailing special token as the EOS
+                flags["eos"] = True
+    for kind in ("bos", "eos", "sep"):
+        value = tc.get(f"add_{kind}_token")
+        if isinstance(value, bool):
+            flags.setdefault(kind, value)
+    return flags
+
+
+def _token_content(entry: object) -> str | None:
     if isinstance(entry, dict):
         entry = entry.get("content")
-    return ids.get(entry) if isinstance(entry, str) else None
+    return entry if isinstance(entry, str) else None
+
+
+def _special_token_id(entry: object, ids: dict[str, int]) -> int | None:
+    """tokenizer_config's `eos_token` etc. (a string or {"content": ...}) -> token id."""
+    text = _token_content(entry)
+    return ids.get(text) if text is not None else None
 
 
 def _config_token_id(value: object) -> int | None:
@@ -528,10 +587,6 @@ class _progress_bar:
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
-
-
-def tensor_names(planned: Iterable[PlannedTensor]) -> list[str]:
-    return [p.name for p in planned]
 
 
 __all__ = [

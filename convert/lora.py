@@ -18,9 +18,8 @@ import math
 from pathlib import Path
 
 import numpy as np
-
-from convert.errors import CheckpointError, ConvertError, UnsupportedModelError
-from convert.safetensors_io import read_header, read_rows
+from qwq_chat.convert.errors import CheckpointError, ConvertError, UnsupportedModelError
+from qwq_chat.convert.safetensors_io import read_header, read_rows
 
 PEFT_PREFIX = "base_model.model."
 
@@ -68,8 +67,7 @@ def _module_scale(cfg: dict, module: str, rank: int) -> float:
 def convert_lora(adapter_dir: Path | str, base_dir: Path | str, out_path: Path | str) -> Path:
     """Write a GGUF LoRA adapter for the Qwen2 base model in `base_dir`; returns `out_path`."""
     import gguf
-
-    from convert.hf_to_gguf import (
+    from qwq_chat.convert.hf_to_gguf import (
         SUPPORTED_ARCHITECTURES,
         SUPPORTED_MODELS,
         _check_output_path,

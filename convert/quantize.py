@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from convert.errors import ConvertError, OutputPathError, QuantTypeError
+from qwq_chat.convert.errors import ConvertError, OutputPathError, QuantTypeError
 
 # llama.cpp's LLAMA_FTYPE_MOSTLY_* names as `llama-quantize` spells them (Q4_K_M, IQ4_XS, ...).
 _EXCLUDED = {"GUESSED", "MXFP4_MOE"}  # not a target / only meaningful for MoE expert tensors
@@ -71,10 +71,9 @@ def _capture_llama_log(
             yield
         finally:
             # Back to the handler that was active: the app's log file if it routed llama.cpp's
-            # logs there (app.engines.llama_engine.route_llama_logs), else llama-cpp-python's own.
+            # logs there (qwq_chat.app.engines.llama_engine.route_llama_logs), else llama-cpp-python's own.
             from llama_cpp import _logger
-
-            from app.engines import llama_engine
+            from qwq_chat.app.engines import llama_engine
 
             previous = llama_engine._log_callback or _logger.llama_log_callback
             llama_cpp.llama_log_set(previous, ctypes.c_void_p(0))
@@ -146,8 +145,7 @@ def quantize_gguf(
 ) -> Path:
     """Quantize `src` (a GGUF file) to `dst` as `qtype`; returns `dst`."""
     import llama_cpp
-
-    from convert.hf_to_gguf import atomic_output
+    from qwq_chat.convert.hf_to_gguf import atomic_output
 
     src, dst = Path(src), Path(dst)
     ftype = resolve_type(qtype)
@@ -166,7 +164,7 @@ def quantize_gguf(
         raise OutputPathError("the output file must differ from the input file")
     imatrix_data = load_imatrix(Path(imatrix)) if imatrix is not None else None
     if log_file is None:
-        from app.paths import log_dir
+        from qwq_chat.app.paths import log_dir
 
         log_file = log_dir() / "quantize.log"
 

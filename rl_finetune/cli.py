@@ -24,20 +24,20 @@ def train_cmd(
     no_eval: bool = typer.Option(False, "--no-eval", help="Skip the eval after each stage."),
 ) -> None:
     """Run the config's stages in order; an interrupted run continues from its last checkpoint."""
-    from rl_finetune.config import load_config
+    from qwq_chat.rl_finetune.config import load_config
 
     cfg = load_config(config)
     name = engine or cfg.engine.name
     if name == "verl":
-        from rl_finetune.verl import launch_verl
+        from qwq_chat.rl_finetune.verl import launch_verl
 
         launch_verl(cfg, dry_run=dry_run)
         return
     if name != "trl":
-        from app.errors import UserError
+        from qwq_chat.app.errors import UserError
 
         raise UserError(f"--engine {name!r}: choose trl or verl")
-    from rl_finetune.pipeline import check_data, train
+    from qwq_chat.rl_finetune.pipeline import check_data, train
 
     counts = check_data(cfg)
     typer.echo("data: " + ", ".join(f"{k}={v} rows" for k, v in counts.items()))
@@ -50,7 +50,7 @@ def train_cmd(
 
 
 def _print_results(run_dir: Path) -> None:
-    from rl_finetune.evaluate import format_table, read_results
+    from qwq_chat.rl_finetune.evaluate import format_table, read_results
 
     rows = read_results(run_dir / "eval.jsonl")
     if rows:
@@ -83,8 +83,8 @@ def eval_cmd(
     sandbox_url: str = typer.Option("", help="Code server for code rows."),
 ) -> None:
     """pass@1 and pass@k with the project's verifiers, for HF checkpoints and GGUF (llama.cpp)."""
-    from app.paths import data_dir
-    from rl_finetune.evaluate import append_result, evaluate, format_table, read_results
+    from qwq_chat.app.paths import data_dir
+    from qwq_chat.rl_finetune.evaluate import append_result, evaluate, format_table, read_results
 
     result = evaluate(
         model,
@@ -120,7 +120,7 @@ def export_cmd(
     ),
 ) -> None:
     """Merge LoRA in fp32 and convert (+ quantize) to GGUF, or write a GGUF LoRA adapter."""
-    from rl_finetune.export import export_run
+    from qwq_chat.rl_finetune.export import export_run
 
     for path in export_run(
         run_dir, out, quant=quant or None, lora_gguf=lora_gguf, base=base or None, progress=True
@@ -131,8 +131,8 @@ def export_cmd(
 @rl.command("plot")
 def plot_cmd(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
     """Write PNG plots (reward, accuracy, response length, health) from RUN_DIR/metrics.jsonl."""
-    from app.errors import UserError
-    from rl_finetune.plots import write_plots
+    from qwq_chat.app.errors import UserError
+    from qwq_chat.rl_finetune.plots import write_plots
 
     if not (run_dir / "metrics.jsonl").is_file():
         raise UserError(f"{run_dir}: no metrics.jsonl here; give the run's output directory")
@@ -143,7 +143,7 @@ def plot_cmd(run_dir: Path = typer.Argument(..., help="A run directory.")) -> No
 @rl.command("config")
 def config_cmd() -> None:
     """Print every config field with its default and description (a starting TOML file)."""
-    from rl_finetune.config import dump_defaults
+    from qwq_chat.rl_finetune.config import dump_defaults
 
     typer.echo(dump_defaults())
 
@@ -152,13 +152,13 @@ def config_cmd() -> None:
 def demo_cmd(
     out: Path = typer.Option(Path("runs/rl-demo"), "-o", "--out", help="Run directory."),
     steps: int = typer.Option(0, help="GRPO steps (0: the toy's default)."),
-    seed: int = typer.Option(0, help="Seed (the figures in the README use 0)."),
+    seed: int = typer.Option(0, help="Seed (the figures in docs/rl.md use 0)."),
     tokenizer_from: Path = typer.Option(
         None, help="Copy QwQ's tokenizer files from this checkpoint instead of building them."
     ),
 ) -> None:
     """The CPU toy: cold start -> stage 1 GRPO -> eval; ends with `accuracy: before=A0 after=A1`."""
-    from rl_finetune.demo import run_demo
+    from qwq_chat.rl_finetune.demo import run_demo
 
     a0, a1 = run_demo(out, steps=steps or None, seed=seed, tokenizer_dir=tokenizer_from)
     typer.echo(f"plots: {out / 'plots'}")

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from app.errors import UserError
+from qwq_chat.app.errors import UserError
 
 
 class ConfigError(UserError):

@@ -1,6 +1,6 @@
 """Datasets for the recipe: JSONL rows validated one by one, then rendered into QwQ prompts.
 
-Row shapes (ARCHITECTURE.md): math `{prompt, answer}`; code `{prompt, tests, entry_point?}`;
+Row shapes (docs/rl.md): math `{prompt, answer}`; code `{prompt, tests, entry_point?}`;
 general `{prompt, constraints?}`; cold-start traces `{prompt, reasoning, answer}` or
 `{prompt, completion}`. A bad row raises `ConfigError` naming the file, the line and the field.
 A source may also be `hf:REPO[:split]` (a Hugging Face dataset with the same columns).
@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from rl_finetune.config import ConfigError
+from qwq_chat.rl_finetune.config import ConfigError
 
 
 class _Row(BaseModel):

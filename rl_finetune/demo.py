@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rl_finetune.config import RLConfig
+from qwq_chat.rl_finetune.config import RLConfig
 
 
 def prepare(out: Path, seed: int = 0, tokenizer_dir: Path | None = None, **overrides) -> RLConfig:
     """Toy model, datasets and config under `out` (reused when already there)."""
-    from rl_finetune import toy
+    from qwq_chat.rl_finetune import toy
 
     out = Path(out)
     base = out / "base"
@@ -31,9 +31,8 @@ def run_demo(
 ) -> tuple[float, float]:
     """Cold start, stage 1, eval after each; returns (A0, A1) held-out pass@1."""
     import torch
-
-    from rl_finetune.evaluate import read_results
-    from rl_finetune.pipeline import train
+    from qwq_chat.rl_finetune.evaluate import read_results
+    from qwq_chat.rl_finetune.pipeline import train
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     cfg = prepare(out, seed, tokenizer_dir)

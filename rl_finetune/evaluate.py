@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.errors import UserError
-from rl_finetune.data import math_user_text, read_rows
+from qwq_chat.app.errors import UserError
+from qwq_chat.rl_finetune.data import math_user_text, read_rows
 
 
 @dataclass
@@ -76,10 +76,10 @@ def user_text(row: dict[str, Any], math_suffix: str = MATH_SUFFIX) -> str:
 
 def score(row: dict[str, Any], completion: str, sandbox_url: str | None) -> float:
     if row["kind"] == "math":
-        from rl_finetune.verifiers.math import verify
+        from qwq_chat.rl_finetune.verifiers.math import verify
 
         return verify(completion, row["answer"])
-    from rl_finetune.rewards import compute_score
+    from qwq_chat.rl_finetune.rewards import compute_score
 
     if not sandbox_url:
         raise UserError("code rows need a sandbox: pass --sandbox-url (qwq-chat sandbox serve)")
@@ -90,7 +90,7 @@ def score(row: dict[str, Any], completion: str, sandbox_url: str | None) -> floa
 
 def _math_scores(rows: list[dict[str, Any]], outputs: list[list[str]]) -> dict[int, list[float]]:
     """All math completions verified in one parallel batch (the verifier's worker pool)."""
-    from rl_finetune.verifiers.math import verify_batch
+    from qwq_chat.rl_finetune.verifiers.math import verify_batch
 
     pairs = [
         (i, c, row["answer"])
@@ -137,7 +137,7 @@ def evaluate(
     progress: bool = False,
 ) -> EvalResult:
     """Sample k completions per prompt and score them; HF dir or .gguf file."""
-    from app.prompt import render
+    from qwq_chat.app.prompt import render
 
     rows = load_eval_rows(data, limit)
     prompts = [render([{"role": "user", "content": user_text(r, math_suffix)}]) for r in rows]
@@ -185,8 +185,7 @@ def _generate_hf(
     path: Path, prompts: list[str], k: int, seed: int, *, batch_size: int, **sampling: Any
 ) -> list[list[str]]:
     import torch
-
-    from rl_finetune.model import load_for_inference, load_tokenizer
+    from qwq_chat.rl_finetune.model import load_for_inference, load_tokenizer
 
     torch.manual_seed(seed)
     model = load_for_inference(path)
@@ -217,8 +216,8 @@ def _generate_hf(
 def _generate_gguf(
     path: Path, prompts: list[str], k: int, seed: int, **sampling: Any
 ) -> list[list[str]]:
-    from app.paths import log_dir
-    from convert.llama_runtime import open_llama
+    from qwq_chat.app.paths import log_dir
+    from qwq_chat.convert.llama_runtime import open_llama
 
     log_dir().mkdir(parents=True, exist_ok=True)
     llm = open_llama(path, n_ctx=2048, seed=seed, logits_all=False, verbose=False)

@@ -12,8 +12,8 @@ import json
 import shutil
 from pathlib import Path
 
-from app.errors import UserError
-from rl_finetune.model import ADAPTER_FILE, is_adapter_dir
+from qwq_chat.app.errors import UserError
+from qwq_chat.rl_finetune.model import ADAPTER_FILE, is_adapter_dir
 
 STAGE_ORDER = ("stage2", "stage1", "cold_start")
 
@@ -79,7 +79,7 @@ def export_run(
     progress: bool = False,
 ) -> list[Path]:
     """Write the run's GGUF files into `out_dir` (default RUN_DIR/export); return their paths."""
-    from convert.hf_to_gguf import convert_checkpoint
+    from qwq_chat.convert.hf_to_gguf import convert_checkpoint
 
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "export"
@@ -90,7 +90,7 @@ def export_run(
             raise UserError(
                 f"{source} holds full weights, not a LoRA adapter: export it without --lora-gguf"
             )
-        from convert.lora import convert_lora
+        from qwq_chat.convert.lora import convert_lora
 
         out = out_dir / "adapter.gguf"
         convert_lora(source, adapter_base(source, base), out)
@@ -101,7 +101,7 @@ def export_run(
     )
     written = [bf16]
     if quant:
-        from convert.quantize import quantize_gguf
+        from qwq_chat.convert.quantize import quantize_gguf
 
         written.append(
             quantize_gguf(bf16, out_dir / f"model-{quant.upper()}.gguf", quant, progress=progress)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from app.errors import UserError
-from rl_finetune.config import RLConfig
+from qwq_chat.app.errors import UserError
+from qwq_chat.rl_finetune.config import RLConfig
 
 ADAPTER_FILE = "adapter_config.json"
 

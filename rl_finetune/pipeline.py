@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rl_finetune.config import RLConfig
-from rl_finetune.evaluate import EvalResult, append_result, evaluate
-from rl_finetune.stages import (
+from qwq_chat.rl_finetune.config import RLConfig
+from qwq_chat.rl_finetune.evaluate import EvalResult, append_result, evaluate
+from qwq_chat.rl_finetune.stages import (
     enabled_stages,
     final_dir,
     run_cold_start,
@@ -30,7 +30,7 @@ def sandbox_for(cfg: RLConfig, stages: list[str]) -> Iterator[str | None]:
     if url != "auto":
         yield url
         return
-    from rl_finetune.sandbox.server import launch_subprocess
+    from qwq_chat.app.sandbox.server import launch_subprocess
 
     server = launch_subprocess()
     try:
@@ -89,21 +89,21 @@ def train(
             if evaluate_stages:
                 results[stage] = eval_stage(cfg, path, stage)
         if cfg.logging.plots:
-            from rl_finetune.plots import write_plots
+            from qwq_chat.rl_finetune.plots import write_plots
 
             write_plots(out)
     return results
 
 
 def _has_eval(cfg: RLConfig, label: str) -> bool:
-    from rl_finetune.evaluate import read_results
+    from qwq_chat.rl_finetune.evaluate import read_results
 
     return any(r.get("label") == label for r in read_results(cfg.output_dir / "eval.jsonl"))
 
 
 def check_data(cfg: RLConfig) -> dict[str, int]:
     """Validate every dataset the config names, row by row (no model or tokenizer loaded)."""
-    from rl_finetune.data import read_rows
+    from qwq_chat.rl_finetune.data import read_rows
 
     counts: dict[str, int] = {}
     if cfg.cold_start.enabled:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rl_finetune.metrics import read_metrics
+from qwq_chat.rl_finetune.metrics import read_metrics
 
 PLOTS = {
     "reward.png": ("Reward per verifier", lambda k: k == "reward" or k.startswith("reward/")),

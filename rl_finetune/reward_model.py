@@ -25,7 +25,7 @@ def user_text(prompt: Any) -> str:
 
 def answer_text(completion: Any) -> str:
     """The text after `</think>` (all of it when the reasoning was never closed: scored as is)."""
-    from rl_finetune.rewards import completion_text
+    from qwq_chat.rl_finetune.rewards import completion_text
 
     text = completion_text(completion)
     return text.split("</think>")[-1].strip()
@@ -68,31 +68,3 @@ def make_reward_model_reward(
         return scores
 
     return reward_model_reward
-
-
-def build_tiny_reward_model(out_dir: Any, tokenizer_dir: Any, seed: int = 0) -> Any:
-    """A randomly initialised Qwen2ForSequenceClassification (for tests and the CPU demo only)."""
-    import shutil
-    from pathlib import Path
-
-    import torch
-    from transformers import Qwen2Config, Qwen2ForSequenceClassification
-
-    out_dir = Path(out_dir)
-    torch.manual_seed(seed)
-    config = Qwen2Config(
-        vocab_size=152064,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        num_labels=1,
-        pad_token_id=151643,
-        tie_word_embeddings=False,
-    )
-    Qwen2ForSequenceClassification(config).save_pretrained(str(out_dir))
-    for f in Path(tokenizer_dir).iterdir():
-        if f.name.startswith(("tokenizer", "vocab", "merges", "special_tokens")):
-            shutil.copy(f, out_dir / f.name)
-    return out_dir

@@ -19,9 +19,9 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rl_finetune.verifiers import math as math_verifier
-from rl_finetune.verifiers import rules
-from rl_finetune.verifiers.code import extract_code, parse_tests
+from qwq_chat.rl_finetune.verifiers import math as math_verifier
+from qwq_chat.rl_finetune.verifiers import rules
+from qwq_chat.rl_finetune.verifiers.code import extract_code, parse_tests
 
 SANDBOX_URL_ENV = "QWQ_SANDBOX_URL"
 
@@ -130,13 +130,13 @@ def make_soft_overlong_reward(
 def make_code_reward(url: str | None = None, *, timeout: float = 10.0) -> Callable[..., Any]:
     """An async TRL reward: the fraction of `tests` the answer's code passes on the sandbox server
     at `url` (default: $QWQ_SANDBOX_URL). None for rows without tests; 0.0 when there is no code."""
-    from rl_finetune.sandbox.client import SandboxClient
+    from qwq_chat.app.sandbox.client import SandboxClient
 
     base = url or os.environ.get(SANDBOX_URL_ENV)
     if not base:
         raise ValueError(
             f"no sandbox URL: pass url= or set {SANDBOX_URL_ENV} "
-            "(start one with `qwq-chat sandbox serve` or rl_finetune.sandbox.server.serve_in_background())"
+            "(start one with `qwq-chat sandbox serve` or qwq_chat.app.sandbox.server.serve_in_background())"
         )
     client = SandboxClient(base)
 
@@ -209,7 +209,7 @@ def compute_score(
     if any(s in source for s in IF_SOURCES):
         return rules.instruction_score(solution_str, ground_truth, str(extra.get("prompt", "")))
     if any(s in source for s in CODE_SOURCES):
-        from rl_finetune.sandbox.client import SandboxClient
+        from qwq_chat.app.sandbox.client import SandboxClient
 
         url = extra.get("sandbox_url") or os.environ.get(SANDBOX_URL_ENV)
         if not url:

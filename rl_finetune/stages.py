@@ -20,10 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rl_finetune.config import GRPOSection, RLConfig
-from rl_finetune.data import math_user_text, read_rows, render_prompt
-from rl_finetune.metrics import JsonlMetrics
-from rl_finetune.model import (
+from qwq_chat.rl_finetune.config import GRPOSection, RLConfig
+from qwq_chat.rl_finetune.data import math_user_text, read_rows, render_prompt
+from qwq_chat.rl_finetune.metrics import JsonlMetrics
+from qwq_chat.rl_finetune.model import (
     check_gpu_options,
     load_policy,
     load_tokenizer,
@@ -106,7 +106,7 @@ def run_cold_start(cfg: RLConfig, callbacks: list[Any] | None = None) -> Path:
     tok = load_tokenizer(tokenizer_source(cfg))
     rows = [r for src in section.data for r in read_rows(cfg.resolve(src), "trace")]
     if not rows:
-        from rl_finetune.config import ConfigError
+        from qwq_chat.rl_finetune.config import ConfigError
 
         raise ConfigError(f"{cfg.source}: [cold_start] is enabled but cold_start.data is empty")
     examples = [
@@ -258,7 +258,7 @@ def _row(tok: Any, cfg: RLConfig, user: str, **columns: Any) -> dict[str, Any]:
 
 def stage_rewards(cfg: RLConfig, stage: str, rows: list[dict[str, Any]], sandbox_url: str | None):
     """Reward functions for a stage. Stage 1: math verifier + code server only (QwQ recipe)."""
-    from rl_finetune import rewards
+    from qwq_chat.rl_finetune import rewards
 
     section = getattr(cfg, stage)
     funcs: list[Callable[..., Any]] = []
@@ -272,7 +272,7 @@ def stage_rewards(cfg: RLConfig, stage: str, rows: list[dict[str, Any]], sandbox
         if "instructions" in section.rule_verifiers and any(r["constraints"] for r in rows):
             funcs.append(_json_constraints(rewards.instruction_reward))
         if section.reward_model:
-            from rl_finetune.reward_model import make_reward_model_reward
+            from qwq_chat.rl_finetune.reward_model import make_reward_model_reward
 
             funcs.append(
                 make_reward_model_reward(
@@ -317,7 +317,7 @@ def stage_dataset(cfg: RLConfig, stage: str, tok: Any) -> list[dict[str, Any]]:
         rng = random.Random(cfg.run.seed)
         rows = general + (rng.sample(kept, min(n_keep, len(kept))) if kept else [])
     if not rows:
-        from rl_finetune.config import ConfigError
+        from qwq_chat.rl_finetune.config import ConfigError
 
         raise ConfigError(f"{cfg.source}: [{stage}] is enabled but has no data rows")
     return rows

@@ -8,7 +8,7 @@ from nothing but the math verifier's 0/1 reward, and it must hold on held-out mu
 
 - cold start: 48 `<think>` traces teach QwQ's format (reasoning, `</think>`, a boxed answer) with a
   random digit in the box, so the model answers in format but right only about 1 time in 10 (A0);
-- stage 1: GRPO with rewards ONLY from the math verifier (`rl_finetune.verifiers.math.verify`);
+- stage 1: GRPO with rewards ONLY from the math verifier (`qwq_chat.rl_finetune.verifiers.math.verify`);
   sampling hits 0 now and then, and the group-relative advantage pushes the policy towards it (A1).
 
 The model is a Qwen2ForCausalLM with QwQ's tokenizer and chat format (vocab 152064, q/k/v biases,
@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rl_finetune.config import RLConfig
+from qwq_chat.rl_finetune.config import RLConfig
 
 
 def question(n: int) -> str:
@@ -76,9 +76,8 @@ def build_toy_model(
 ) -> Path:
     """A small randomly initialised Qwen2 with QwQ's tokenizer, saved in bf16 like QwQ-32B."""
     import torch
+    from qwq_chat.convert.tiny_model import QWQ_VOCAB_SIZE
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-
-    from convert.tiny_model import QWQ_VOCAB_SIZE
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +113,7 @@ def build_toy_model(
             if f.name.startswith(("tokenizer", "vocab", "merges", "special_tokens")):
                 shutil.copy(f, out_dir / f.name)
     else:
-        from convert.qwen_tokenizer import write_tokenizer_files
+        from qwq_chat.convert.qwen_tokenizer import write_tokenizer_files
 
         write_tokenizer_files(out_dir)
     return out_dir

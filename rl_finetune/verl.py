@@ -16,9 +16,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from app.errors import UserError
-from rl_finetune.config import RLConfig
-from rl_finetune.data import math_user_text, read_rows
+from qwq_chat.app.errors import UserError
+from qwq_chat.rl_finetune.config import RLConfig
+from qwq_chat.rl_finetune.data import math_user_text, read_rows
 
 
 def verl_rows(cfg: RLConfig, sandbox_url: str) -> list[dict[str, Any]]:
@@ -62,7 +62,7 @@ def verl_rows(cfg: RLConfig, sandbox_url: str) -> list[dict[str, Any]]:
 
 def verl_overrides(cfg: RLConfig, train_file: Path, val_file: Path) -> list[str]:
     """Hydra overrides for verl's main_ppo (GRPO, DAPO clip-higher, our reward function)."""
-    import rl_finetune.rewards as rewards_module
+    import qwq_chat.rl_finetune.rewards as rewards_module
 
     s = cfg.stage1
     engine = cfg.engine

@@ -59,7 +59,7 @@ def isolated_state(
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Path:
     """A randomly initialised Qwen2ForCausalLM with QwQ's architecture switches and real tokenizer."""
-    from convert.tiny_model import BUILD_VERSION, build_tiny_checkpoint
+    from qwq_chat.convert.tiny_model import BUILD_VERSION, build_tiny_checkpoint
 
     return cached_build(f"tiny-qwq-{BUILD_VERSION}", build_tiny_checkpoint)
 
@@ -67,8 +67,8 @@ def tiny_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def tiny_gguf_factory(tiny_checkpoint: Path) -> Callable[[str], Path]:
     """tiny_gguf_factory("bf16" | "f32" | "f16" | "q8_0") -> the converted tiny model (cached)."""
-    from convert.hf_to_gguf import convert_checkpoint
-    from convert.tiny_model import BUILD_VERSION
+    from qwq_chat.convert.hf_to_gguf import convert_checkpoint
+    from qwq_chat.convert.tiny_model import BUILD_VERSION
 
     def make(outtype: str) -> Path:
         def build(tmp: Path) -> None:

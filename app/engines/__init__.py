@@ -8,21 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.engines.base import Engine
-from app.errors import UserError
+from qwq_chat.app.engine_protocol import Engine
+from qwq_chat.app.errors import UserError
 
 
 def create_engine(settings: Any, progress: bool = False) -> Engine:
-    """The engine for `app.config.Settings`; `progress` shows download progress bars (terminal)."""
-    from app.logs import setup_logging
+    """The engine for `qwq_chat.app.config.Settings`; `progress` shows download progress bars (terminal)."""
+    from qwq_chat.app.logs import setup_logging
 
     setup_logging()
     if settings.backend == "llama":
-        from app.engines.llama_engine import LlamaEngine
-        from app.hub import resolve_model
+        from qwq_chat.app.engines.llama_engine import LlamaEngine
+        from qwq_chat.app.hub import resolve_model
 
         if not settings.model:
-            from app.hub import no_model_message
+            from qwq_chat.app.hub import no_model_message
 
             raise UserError(no_model_message())
         path = resolve_model(settings.model, progress=progress)
@@ -37,11 +37,11 @@ def create_engine(settings: Any, progress: bool = False) -> Engine:
             seed=settings.sampling.seed,
         )
     if settings.backend == "openai":
-        from app.engines.openai_engine import OpenAIEngine
+        from qwq_chat.app.engines.openai_engine import OpenAIEngine
 
         return OpenAIEngine.from_settings(settings)
     if settings.backend == "transformers":
-        from app.engines.transformers_engine import TransformersEngine
+        from qwq_chat.app.engines.transformers_engine import TransformersEngine
 
         if not settings.model:
             raise UserError("the transformers backend needs --model CHECKPOINT_DIR")

@@ -1,13 +1,13 @@
 """The default engine: a local GGUF through llama-cpp-python (llama.cpp).
 
 Choices made here and why:
-- The prompt is rendered by `app.prompt` (QwQ's upstream template unless the GGUF is another model
+- The prompt is rendered by `qwq_chat.app.prompt` (QwQ's upstream template unless the GGUF is another model
   family), tokenized once, and driven through `Llama.generate`, which keeps the KV cache of the
   longest common token prefix: a follow-up turn only evaluates what changed.
 - Tokens are decoded one at a time with an incremental UTF-8 decoder (O(1) per token; the library's
   own streaming re-decodes the whole completion every token).
 - Sampling (QwQ's model card) is always passed explicitly: the library's defaults are wrong for QwQ.
-- llama.cpp logs go to `app.paths.log_dir()/llama.log` (`llama_log_set`), never to the terminal; the
+- llama.cpp logs go to `qwq_chat.app.paths.log_dir()/llama.log` (`llama_log_set`), never to the terminal; the
   model is loaded with verbose=True so the library does not dup2 the process's stdout/stderr away
   (which would blank a running TUI), while its Python prints go to the same log file.
 - Cancel is checked per token and, during a long prompt evaluation, by llama.cpp's abort callback.
@@ -28,13 +28,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from app import paths
-from app.engines.base import Chunk, Sampling
-from app.engines.cpu_features import extra_buffers_safe
-from app.engines.gpu import GpuPlan, detect_gpu, plan_layers
-from app.errors import UserError
-from app.events import Stats
-from app.prompt import ChosenTemplate, choose_template, opens_reasoning, render
+from qwq_chat.app import paths
+from qwq_chat.app.engine_protocol import Chunk
+from qwq_chat.app.engines.gpu import GpuPlan, plan_layers
+from qwq_chat.app.errors import UserError
+from qwq_chat.app.events import Stats
+from qwq_chat.app.prompt import ChosenTemplate, choose_template, opens_reasoning, render
+from qwq_chat.app.sampling import Sampling
+from qwq_chat.app.system.cpu import extra_buffers_safe
+from qwq_chat.app.system.gpu import detect_gpu
+from qwq_chat.app.system.llama_build import offload_supported
 
 LOG_FILE_NAME = "llama.log"
 log = logging.getLogger(__name__)
@@ -72,7 +75,7 @@ _load_lock = threading.Lock()
 def load_llama(**kwargs: Any) -> Any:
     """`llama_cpp.Llama(**kwargs)`, without llama.cpp's extra CPU buffer types where they crash.
 
-    See app/engines/cpu_features.py: on CPUs advertising AMX the model is loaded with
+    See app/system/cpu.py: on CPUs advertising AMX the model is loaded with
     `use_extra_bufts = False`. Llama() offers no argument for it, so its default-params factory is
     wrapped for the duration of the load (under a lock). Other parts loading GGUFs should use this.
     """
@@ -102,6 +105,27 @@ def _metadata_int(metadata: dict[str, str], suffix: str, default: int = 0) -> in
         return int(metadata.get(f"{arch}.{suffix}", default))
     except ValueError:
         return default
+
+
+def chat_template_of(llm: Any) -> tuple[str | None, dict[str, str]]:
+    """The chat template a loaded GGUF stores, and the BOS/EOS texts a template may use."""
+
+    def text(token: int) -> str:
+        return llm._model.token_get_text(token) if token >= 0 else ""
+
+    special = {"bos_token": text(llm.token_bos()), "eos_token": text(llm.token_eos())}
+    return llm.metadata.get("tokenizer.chat_template"), special
+
+
+def read_chat_template(path: Path) -> tuple[str | None, dict[str, str]]:
+    """`chat_template_of` a GGUF file, loading its vocabulary only (fast)."""
+    log_path = route_llama_logs()
+    with open(log_path, "a") as log_file, contextlib.redirect_stderr(log_file):
+        llm = load_llama(model_path=str(path), vocab_only=True, verbose=True)
+    try:
+        return chat_template_of(llm)
+    finally:
+        llm.close()
 
 
 class LlamaEngine:
@@ -146,7 +170,7 @@ class LlamaEngine:
         if n_threads:
             kwargs["n_threads"] = n_threads
             kwargs["n_threads_batch"] = n_threads
-        if yarn:  # FACTS.md: YaRN x4 over QwQ's original 32k positions
+        if yarn:  # YaRN x4 over QwQ's original 32k positions (docs/models-and-gpus.md)
             kwargs.update(
                 rope_scaling_type=llama_cpp.LLAMA_ROPE_SCALING_TYPE_YARN,
                 rope_freq_scale=0.25,
@@ -173,11 +197,8 @@ class LlamaEngine:
                 self.gpu_plan.summary,
                 self.gpu_plan.warning,
             )
-        self.template: ChosenTemplate = choose_template(metadata.get("tokenizer.chat_template"))
-        self._special = {
-            "bos_token": self._token_text(self.llm.token_bos()),
-            "eos_token": self._token_text(self.llm.token_eos()),
-        }
+        stored_template, self._special = chat_template_of(self.llm)
+        self.template: ChosenTemplate = choose_template(stored_template)
 
         log.info(
             "loaded %s: n_ctx=%d, %s, template: %s (%s)",
@@ -199,7 +220,7 @@ class LlamaEngine:
     def _plan_gpu(
         llama_cpp: Any, path: Path, requested: int | str, n_ctx: int, cache_type: str
     ) -> GpuPlan:
-        supported = bool(llama_cpp.llama_supports_gpu_offload())
+        supported = offload_supported()
         gpu = detect_gpu()
         if not (supported and gpu is not None and requested == "auto"):
             return plan_layers(requested, 0, 0, 0, gpu, supported)
@@ -217,12 +238,15 @@ class LlamaEngine:
         kv_bytes = int(n_ctx * n_layers * kv_heads * head_dim * 2 * _CACHE_BYTES[cache_type])
         return plan_layers(requested, n_layers, path.stat().st_size, kv_bytes, gpu, supported)
 
-    def _token_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return self.llm._model.token_get_text(token)
-
     # -- prompts ---------------------------------------------------------------------------------
+
+    @property
+    def placement(self) -> str:
+        return self.gpu_plan.summary
+
+    @property
+    def load_warning(self) -> str | None:
+        return self.gpu_plan.warning
 
     @property
     def description(self) -> str:
@@ -235,7 +259,7 @@ class LlamaEngine:
     def render_prompt(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
     ) -> str:
-        """The exact text this model would receive (template chosen by `app.prompt`)."""
+        """The exact text this model would receive (template chosen by `qwq_chat.app.prompt`)."""
         return render(messages, tools=tools, template=self.template.source, **self._special)
 
     def tokenize(self, text: str) -> list[int]:
@@ -247,6 +271,7 @@ class LlamaEngine:
         self,
         messages: list[dict[str, Any]],
         sampling: Sampling,
+        max_tokens: int,
         tools: list[dict[str, Any]] | None = None,
         prefill: str = "",
     ) -> Iterator[Chunk]:
@@ -261,7 +286,7 @@ class LlamaEngine:
                 f"the conversation ({len(tokens)} tokens) no longer fits the context "
                 f"(n_ctx={self.n_ctx}); start a new chat or raise n_ctx"
             )
-        max_new = max(1, min(sampling.max_tokens, self.n_ctx - len(tokens)))
+        max_new = max(1, min(max_tokens, self.n_ctx - len(tokens)))
         self.llm.set_seed(sampling.seed if sampling.seed is not None else random.randrange(2**31))
         llama_cpp.llama_perf_context_reset(self.llm.ctx)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -278,7 +303,7 @@ class LlamaEngine:
             temp=sampling.temperature,
             repeat_penalty=sampling.repeat_penalty,
             presence_penalty=sampling.presence_penalty,
-            frequency_penalty=0.0,
+            frequency_penalty=sampling.frequency_penalty,
         )
         try:
             for token in generator:
@@ -288,9 +313,7 @@ class LlamaEngine:
                     finish = "stop"
                     break
                 generated += 1
-                text = decoder.decode(self._piece(vocab, token))
-                if text:
-                    yield Chunk(text)
+                yield Chunk(decoder.decode(self._piece(vocab, token)), tokens=1)
                 if self._cancel.is_set():
                     finish = "cancelled"
                     break

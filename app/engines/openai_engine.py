@@ -4,9 +4,10 @@
   token usage (as in the seed's DashScope example).
 - Reasoning arrives either separated (`delta.reasoning_content`, or `delta.reasoning` on newer vLLM)
   and is passed on flagged `reasoning=True`, or inside `content` as `<think>...</think>` / a lone
-  `</think>`, which the splitter handles (see app/splitter.py; `openai.think_in_prompt`).
-- Native `delta.tool_calls` are collected and re-emitted as QwQ's `<tool_call>` text, so the splitter
-  and the session's tool loop treat every engine alike.
+  `</think>`, which the splitter handles (see app/splitter.py; `openai.think_in_prompt`, by default
+  "auto": decided from the stream).
+- Native `delta.tool_calls` are collected and handed over as structured `ToolCall`s with the
+  server's ids, so a follow-up request refers to the ids the server gave.
 - The API key is read from the environment variable NAMED in the settings (`openai.api_key_env`);
   the key itself is never stored, logged or shown.
 - A prefill (reasoning budget) is sent as a final partial assistant message with vLLM's
@@ -22,9 +23,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from app.engines.base import Chunk, Sampling
-from app.errors import UserError
-from app.events import Stats
+from qwq_chat.app.engine_protocol import Chunk
+from qwq_chat.app.errors import UserError
+from qwq_chat.app.events import Stats, ToolCall
+from qwq_chat.app.sampling import Sampling
 
 
 class OpenAIEngine:
@@ -35,7 +37,7 @@ class OpenAIEngine:
         base_url: str,
         model: str,
         api_key_env: str = "DASHSCOPE_API_KEY",
-        think_in_prompt: bool = False,
+        think_in_prompt: bool | str = "auto",
         timeout_s: float = 600.0,
     ) -> None:
         from openai import OpenAI
@@ -46,16 +48,24 @@ class OpenAIEngine:
             raise UserError("the openai backend needs --model NAME (e.g. qwq-32b)")
         key = os.environ.get(api_key_env, "")
         self.api_key_env = api_key_env
-        self.has_key = bool(key)
         self.base_url = base_url
         self.model = model
-        self.prompt_opens_reasoning = think_in_prompt
-        self._think_in_prompt = think_in_prompt
+        # None: the server's template is unknown; the splitter decides from the stream.
+        self.prompt_opens_reasoning: bool | None = (
+            None if think_in_prompt == "auto" else bool(think_in_prompt)
+        )
         self._cancel = threading.Event()
         # Local servers accept any key; remote ones answer 401, which we explain below.
         self.client = OpenAI(
             api_key=key or "not-set", base_url=base_url, timeout=timeout_s, max_retries=1
         )
+
+    placement = "remote"
+    load_warning = None
+
+    @property
+    def description(self) -> str:
+        return f"{self.model} at {self.base_url}"
 
     @classmethod
     def from_settings(cls, settings: Any) -> OpenAIEngine:
@@ -96,13 +106,13 @@ class OpenAIEngine:
         self,
         messages: list[dict[str, Any]],
         sampling: Sampling,
+        max_tokens: int,
         tools: list[dict[str, Any]] | None = None,
         prefill: str = "",
     ) -> Iterator[Chunk]:
         import openai
 
         self._cancel.clear()
-        self.prompt_opens_reasoning = self._think_in_prompt
         extra_body: dict[str, Any] = {"top_k": sampling.top_k, "min_p": sampling.min_p}
         if sampling.repeat_penalty != 1.0:
             extra_body["repetition_penalty"] = sampling.repeat_penalty
@@ -116,7 +126,8 @@ class OpenAIEngine:
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "presence_penalty": sampling.presence_penalty,
-            "max_tokens": sampling.max_tokens,
+            "frequency_penalty": sampling.frequency_penalty,
+            "max_tokens": max_tokens,
             "extra_body": extra_body,
         }
         if sampling.seed is not None:
@@ -128,7 +139,7 @@ class OpenAIEngine:
         finish = "stop"
         usage: Any = None
         pieces = 0
-        calls: dict[int, dict[str, str]] = {}
+        calls: dict[int, dict[str, str]] = {}  # index -> id, name, arguments (JSON text)
         try:
             response = self.client.chat.completions.create(**kwargs)
         except openai.AuthenticationError:
@@ -161,9 +172,10 @@ class OpenAIEngine:
                         if text:
                             first_at = first_at or time.perf_counter()
                             pieces += 1
-                            yield Chunk(text, reasoning=is_reasoning)
+                            yield Chunk(text, reasoning=is_reasoning, tokens=1)
                     for call in delta.tool_calls or []:
-                        slot = calls.setdefault(call.index, {"name": "", "arguments": ""})
+                        slot = calls.setdefault(call.index, {"id": "", "name": "", "arguments": ""})
+                        slot["id"] = slot["id"] or (call.id or "")
                         if call.function is not None:
                             slot["name"] += call.function.name or ""
                             slot["arguments"] += call.function.arguments or ""
@@ -171,8 +183,8 @@ class OpenAIEngine:
                         finish = choice.finish_reason
         finally:
             response.close()
-        for index in sorted(calls):
-            yield Chunk(_tool_call_text(calls[index]))
+        if calls:
+            yield Chunk(tool_calls=tuple(_tool_call(calls[i], i) for i in sorted(calls)))
         if finish == "tool_calls":
             finish = "stop"
         elapsed = time.perf_counter() - (first_at or started)
@@ -200,10 +212,17 @@ class OpenAIEngine:
         self.client.close()
 
 
-def _tool_call_text(call: dict[str, str]) -> str:
+def _tool_call(call: dict[str, str], index: int) -> ToolCall:
+    """A server-parsed call; arguments that are not a JSON object reach the tool loop as an error."""
+    raw = call["arguments"] or "{}"
     try:
-        arguments: Any = json.loads(call["arguments"] or "{}")
+        arguments: Any = json.loads(raw)
     except json.JSONDecodeError:
-        arguments = call["arguments"]
-    body = json.dumps({"name": call["name"], "arguments": arguments}, ensure_ascii=False)
-    return f"<tool_call>\n{body}\n</tool_call>"
+        arguments = None
+    name = call["name"] if isinstance(arguments, dict) else ""
+    return ToolCall(
+        name=name,
+        arguments=arguments if isinstance(arguments, dict) else {},
+        id=call["id"] or f"call_{index}",
+        raw=json.dumps({"name": call["name"], "arguments": raw}, ensure_ascii=False),
+    )

@@ -3,7 +3,7 @@
 torch and transformers are imported only when this engine is created (the chat app must not pay
 for them otherwise). `model.generate` runs in its own thread and feeds a `TextIteratorStreamer`;
 `cancel()` is honoured per token through a `StoppingCriteria`. The prompt is rendered by
-`app.prompt` with the checkpoint's template (or the shipped QwQ one, same rules as for GGUFs).
+`qwq_chat.app.prompt` with the checkpoint's template (or the shipped QwQ one, same rules as for GGUFs).
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from app.engines.base import Chunk, Sampling
-from app.errors import UserError
-from app.events import Stats
-from app.prompt import choose_template, opens_reasoning, render
+from qwq_chat.app.engine_protocol import Chunk
+from qwq_chat.app.errors import UserError
+from qwq_chat.app.events import Stats
+from qwq_chat.app.prompt import choose_template, opens_reasoning, render
+from qwq_chat.app.sampling import Sampling
 
 
 class TransformersEngine:
@@ -38,6 +39,7 @@ class TransformersEngine:
 
         hf_logging.disable_progress_bar()  # never draw over the TUI
         self._torch = torch
+        self.path = path
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype="auto").to(self.device)
@@ -45,6 +47,16 @@ class TransformersEngine:
         self.template = choose_template(getattr(self.tokenizer, "chat_template", None))
         self.prompt_opens_reasoning = True
         self._cancel = threading.Event()
+
+    load_warning = None
+
+    @property
+    def placement(self) -> str:
+        return "GPU (transformers)" if self.device != "cpu" else "CPU (transformers)"
+
+    @property
+    def description(self) -> str:
+        return f"{self.path.name}: {self.placement}, template: {self.template.origin}"
 
     def render_prompt(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
@@ -55,10 +67,11 @@ class TransformersEngine:
         self,
         messages: list[dict[str, Any]],
         sampling: Sampling,
+        max_tokens: int,
         tools: list[dict[str, Any]] | None = None,
         prefill: str = "",
     ) -> Iterator[Chunk]:
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList
 
         cancel = self._cancel
         cancel.clear()
@@ -67,7 +80,7 @@ class TransformersEngine:
         inputs = self.tokenizer(prompt + prefill, return_tensors="pt", add_special_tokens=False)
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         n_prompt = int(inputs["input_ids"].shape[1])
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        streamer = _CountingStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
 
         class _Cancel(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
@@ -78,7 +91,7 @@ class TransformersEngine:
         gen_kwargs: dict[str, Any] = dict(
             **inputs,
             streamer=streamer,
-            max_new_tokens=sampling.max_tokens,
+            max_new_tokens=max_tokens,
             do_sample=True,
             temperature=sampling.temperature,
             top_p=sampling.top_p,
@@ -106,10 +119,12 @@ class TransformersEngine:
         completed = False
         try:
             for text in streamer:
-                if text:
-                    first_at = first_at or time.perf_counter()
-                    yield Chunk(text)
+                first_at = first_at or time.perf_counter()
+                yield Chunk(text, tokens=streamer.take_count())
             completed = True
+            rest = streamer.take_count()  # tokens whose text was held back (special tokens)
+            if rest:
+                yield Chunk(tokens=rest)
         finally:
             if not completed:  # the consumer stopped listening: stop generating too
                 cancel.set()
@@ -125,7 +140,7 @@ class TransformersEngine:
         elif last is not None and last == eos:
             finish = "stop"
         else:
-            finish = "length" if generated >= sampling.max_tokens else "stop"
+            finish = "length" if generated >= max_tokens else "stop"
         elapsed = time.perf_counter() - (first_at or started)
         yield Chunk(
             stats=Stats(
@@ -143,3 +158,32 @@ class TransformersEngine:
 
     def close(self) -> None:
         self.model = None
+
+
+def _CountingStreamer(tokenizer: Any, **kwargs: Any) -> Any:  # noqa: N802 (a class factory)
+    """transformers' TextIteratorStreamer that also counts the tokens behind each text piece.
+
+    The streamer yields text at word boundaries, so pieces are not tokens; budgets need tokens.
+    """
+    from transformers import TextIteratorStreamer
+
+    class CountingStreamer(TextIteratorStreamer):
+        def __init__(self) -> None:
+            super().__init__(tokenizer, **kwargs)
+            self._count = 0
+            self._count_lock = threading.Lock()
+            self._prompt_seen = not kwargs.get("skip_prompt", False)
+
+        def put(self, value: Any) -> None:
+            if self._prompt_seen:  # the first put() is the prompt when skip_prompt is set
+                with self._count_lock:
+                    self._count += int(value.numel())
+            self._prompt_seen = True
+            super().put(value)
+
+        def take_count(self) -> int:
+            with self._count_lock:
+                count, self._count = self._count, 0
+            return count
+
+    return CountingStreamer()

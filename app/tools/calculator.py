@@ -11,8 +11,7 @@ import ast
 from typing import Any
 
 import sympy
-
-from app.tools.base import Tool, ToolError
+from qwq_chat.app.tools.base import Tool, ToolError
 
 MAX_EXPRESSION_CHARS = 2000
 MAX_EXPONENT = 100_000

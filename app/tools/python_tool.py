@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from app.tools.base import Tool, ToolError
+from qwq_chat.app.tools.base import Tool, ToolError
 
 MAX_CODE_CHARS = 100_000
 MAX_RESULT_CHARS = 8_000
@@ -27,7 +27,7 @@ def _get_sandbox() -> Any:
     global _sandbox, _sandbox_error
     with _lock:
         if _sandbox is None and _sandbox_error is None:
-            from rl_finetune.sandbox.runner import Sandbox, SandboxUnavailable
+            from qwq_chat.app.sandbox.runner import Sandbox, SandboxUnavailable
 
             try:
                 sandbox = Sandbox(prewarm=1)  # the next call starts without waiting
@@ -46,7 +46,7 @@ def run_python(arguments: dict[str, Any], *, timeout_s: float = DEFAULT_TIMEOUT_
         raise ToolError('give the program as {"code": "print(1 + 1)"}')
     if len(code) > MAX_CODE_CHARS:
         raise ToolError(f"the program is {len(code)} characters; the limit is {MAX_CODE_CHARS}")
-    from rl_finetune.sandbox.runner import Limits
+    from qwq_chat.app.sandbox.runner import Limits
 
     result = _get_sandbox().run_python(code, limits=Limits(wall_s=timeout_s, memory_mb=1024))
     return format_result(result, timeout_s)

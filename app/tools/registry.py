@@ -9,19 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from app.errors import UserError
-from app.events import ToolCall, ToolResult
-from app.tools.base import Tool, ToolError
+from qwq_chat.app.errors import UserError
+from qwq_chat.app.events import ToolCall, ToolResult
+from qwq_chat.app.tools.base import Tool, ToolError
 
 
 def _calculator() -> Tool:
-    from app.tools.calculator import calculator_tool
+    from qwq_chat.app.tools.calculator import calculator_tool
 
     return calculator_tool()
 
 
 def _python() -> Tool:
-    from app.tools.python_tool import python_tool
+    from qwq_chat.app.tools.python_tool import python_tool
 
     return python_tool()
 

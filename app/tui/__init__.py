@@ -6,15 +6,15 @@ from typing import Any
 
 
 def run(settings: Any, engine_factory: Any = None) -> None:
-    """Open the chat app for `settings` (app.config.Settings); returns when the user quits.
+    """Open the chat app for `settings` (qwq_chat.app.config.Settings); returns when the user quits.
 
     `engine_factory` (a no-argument callable returning an Engine) defaults to the engine the
     settings describe; it is called in a worker thread so the window opens before the model loads.
     """
-    from app.tui.app import ChatApp
+    from qwq_chat.app.tui.app import ChatApp
 
     if engine_factory is None:
-        from app.engines import create_engine
+        from qwq_chat.app.engines import create_engine
 
         def engine_factory() -> Any:
             return create_engine(settings)

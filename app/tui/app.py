@@ -13,20 +13,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from qwq_chat.app import paths
+from qwq_chat.app.assets import asset_path
+from qwq_chat.app.config import DEFAULT_KEYMAP, Settings
+from qwq_chat.app.engine_protocol import Engine
+from qwq_chat.app.session import Session
+from qwq_chat.app.store import Store, open_store
+from qwq_chat.app.tools.registry import ToolRegistry, build_registry
+from qwq_chat.app.tui import clipboard
+from qwq_chat.app.tui.chat_screen import ChatScreen
+from qwq_chat.app.tui.export import export_conversation
 from textual import work
 from textual.app import App
 from textual.binding import Binding
-
-from app import paths
-from app.assets import asset_path
-from app.config import DEFAULT_KEYMAP, Settings
-from app.engines.base import Engine
-from app.session import Session
-from app.store import Store, open_store
-from app.tools.registry import ToolRegistry, build_registry
-from app.tui import clipboard
-from app.tui.chat_screen import ChatScreen
-from app.tui.export import export_conversation
 
 SWITCH_INTERVAL_S = 0.0002
 CLOSE_WAIT_S = 10.0  # on quit, how long to wait for a running generation to stop
@@ -34,7 +33,7 @@ THEMES = {"dark": "textual-dark", "light": "textual-light"}
 
 
 class ChatApp(App):
-    """`qwq-chat`: chat with a reasoning model; see README "The chat screen" for the keys."""
+    """`qwq-chat`: chat with a reasoning model; see docs/chat.md for the keys."""
 
     CSS_PATH = str(asset_path("chat.tcss"))
     TITLE = "qwq-chat"
@@ -99,20 +98,17 @@ class ChatApp(App):
         status = self.chat_screen.status
         status.state = "ready"
         status.model = Path(self.settings.model).name if self.settings.model else engine.name
-        plan = getattr(engine, "gpu_plan", None)  # llama.cpp: GPU offload decided at load time
-        if plan is not None:
-            status.model += f" · {plan.summary}"
-            if plan.warning:  # e.g. a GPU is visible but llama-cpp-python was built without it
-                self.notify(plan.warning, title="GPU", severity="warning", timeout=30)
+        status.model += f" · {engine.placement}"
+        if engine.load_warning:  # e.g. a GPU is visible but llama-cpp-python was built without it
+            self.notify(engine.load_warning, title="Model", severity="warning", timeout=30)
         await self.chat_screen.send_pending()
 
     def new_session(self, conversation_id: str | None = None) -> Session:
         # Tools are built once in the loading worker (the calculator imports sympy: ~1 s that
         # must not delay the first frame); until then a session has none.
-        without_tools = self.settings.model_copy(update={"tools": []})
-        session = Session.from_settings(without_tools, self.store, self.engine, conversation_id)
-        session.tools = self.tools
-        return session
+        return Session.from_settings(
+            self.settings, self.store, self.engine, conversation_id, tools=self.tools
+        )
 
     # -- services for the screen ---------------------------------------------------------------------
     def export_conversation(self, session: Session) -> tuple[Path, Path]:

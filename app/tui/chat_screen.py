@@ -9,8 +9,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from qwq_chat.app.config import DEFAULT_KEYMAP
+from qwq_chat.app.events import Done, Event, Stats, ToolCall, ToolResult
+from qwq_chat.app.messages import Message as StoredMessage
+from qwq_chat.app.session import Session, tool_result_event
+from qwq_chat.app.tui.screens.modals import ConfirmScreen, EditScreen, RenameScreen
+from qwq_chat.app.tui.screens.settings import SettingsScreen
+from qwq_chat.app.tui.stream import Batch, EventBuffer
+from qwq_chat.app.tui.widgets.composer import Composer
+from qwq_chat.app.tui.widgets.message import AssistantMessage, Part, ReasoningMode, UserMessage
+from qwq_chat.app.tui.widgets.sidebar import Sidebar
+from qwq_chat.app.tui.widgets.status import StatusLine
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,20 +32,15 @@ from textual.widget import Widget
 from textual.widgets import Button, Footer
 from textual.worker import Worker
 
-from app.config import DEFAULT_KEYMAP
-from app.events import Done, Event, Stats, ToolCall, ToolResult
-from app.messages import Message as StoredMessage
-from app.session import Session, tool_result_event
-from app.tui.screens.modals import ConfirmScreen, EditScreen, RenameScreen
-from app.tui.screens.settings import SettingsScreen
-from app.tui.stream import Batch, EventBuffer
-from app.tui.widgets.composer import Composer
-from app.tui.widgets.message import AssistantMessage, Part, ReasoningMode, UserMessage
-from app.tui.widgets.sidebar import Sidebar
-from app.tui.widgets.status import StatusLine
 
-if TYPE_CHECKING:
-    from app.tui.app import ChatApp
+class ChatHost(Protocol):
+    """What the chat screen needs from its app (qwq_chat.app.tui.app.ChatApp provides it)."""
+
+    def new_session(self, conversation_id: str | None = None) -> Session: ...
+    def export_conversation(self, session: Session) -> tuple[Any, Any]: ...
+    def copy_text(self, text: str, what: str) -> None: ...
+    def toggle_theme(self) -> None: ...
+
 
 FRAME_S = 1 / 30  # the UI applies streamed text at most this often...
 MAX_FRAME_S = 1 / 2  # ...and at least this often
@@ -95,7 +101,7 @@ class GenerationEnded(Message):
 class ChatScreen(Screen):
     """Everything the user sees; owns the current `Session`."""
 
-    app: ChatApp
+    app: ChatHost  # type: ignore[assignment]  # plus everything a Textual App has
     BINDINGS = screen_bindings(DEFAULT_KEYMAP)  # the app's keymap (settings.ui.keymap) rebinds them
 
     def __init__(self, session: Session, reasoning_mode: ReasoningMode, keymap: dict[str, str]):
@@ -492,38 +498,16 @@ class ChatScreen(Screen):
 
     def action_settings(self) -> None:
         session = self.session
-        values = {
-            "system_prompt": session.system_prompt,
-            "sampling": {
-                name: getattr(session.sampling, name)
-                for name in (
-                    "temperature",
-                    "top_p",
-                    "top_k",
-                    "min_p",
-                    "repeat_penalty",
-                    "presence_penalty",
-                )
-            },
-            "max_tokens": session.sampling.max_tokens,
-            "reasoning_budget": session.reasoning_budget,
-        }
 
         def done(result: dict | None) -> None:
             if result is None:
                 return
-            import dataclasses
-
-            sampling = dataclasses.replace(
-                session.sampling,
-                **result["sampling"],
-                max_tokens=result.get("max_tokens", session.sampling.max_tokens),
-            )
-            session.reasoning_budget = result.get("reasoning_budget", session.reasoning_budget)
-            session.update_settings(system_prompt=result["system_prompt"], sampling=sampling)
+            session.update_settings(**result)
             self.notify("Settings saved for this chat.")
 
-        self.app.push_screen(SettingsScreen(values), done)
+        self.app.push_screen(
+            SettingsScreen(session.system_prompt, session.sampling, session.limits), done
+        )
 
     def action_toggle_theme(self) -> None:
         self.app.toggle_theme()

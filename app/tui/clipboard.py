@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from app import paths
+from qwq_chat.app import paths
 
 COMMANDS = (
     ["wl-copy"],

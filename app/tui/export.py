@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from app.messages import Message
+from qwq_chat.app.messages import Message
 
 
 def to_markdown(title: str, messages: list[Message]) -> str:

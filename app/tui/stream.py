@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from app.events import AnswerDelta, Event, ReasoningDelta
+from qwq_chat.app.events import AnswerDelta, Event, ReasoningDelta
 
 
 class EventBuffer:

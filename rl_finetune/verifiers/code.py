@@ -1,7 +1,7 @@
 """Code answers: pull the program out of a completion and score it against test cases.
 
 The answer's last fenced code block (```python ... ``` or a bare ``` block) after the reasoning is
-the program. Scoring runs it through the sandbox server (`rl_finetune.sandbox`); the reward is the
+the program. Scoring runs it through the sandbox server (`qwq_chat.app.sandbox`); the reward is the
 fraction of tests passed.
 """
 
@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from rl_finetune.verifiers.answer import strip_reasoning
+from qwq_chat.rl_finetune.verifiers.answer import strip_reasoning
 
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 PYTHON_TAGS = {"", "python", "python3", "py"}

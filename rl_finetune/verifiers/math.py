@@ -27,8 +27,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from rl_finetune.verifiers.answer import final_answer
-from rl_finetune.verifiers.workers import TimeoutPool, register_for_exit
+from qwq_chat.rl_finetune.verifiers.answer import final_answer
+from qwq_chat.rl_finetune.verifiers.workers import TimeoutPool, register_for_exit
 
 DEFAULT_TIMEOUT_S = 5.0
 WORKER_MEMORY_LIMIT = 4 << 30  # a sympy blow-up hits MemoryError in the child, not the host

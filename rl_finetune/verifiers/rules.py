@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from rl_finetune.verifiers.answer import THINK_CLOSE, THINK_OPEN
+from qwq_chat.rl_finetune.verifiers.answer import THINK_CLOSE, THINK_OPEN
 
 # Tags that belong to the chat template or the tool protocol, never to a final answer.
 STRAY_TAGS = (

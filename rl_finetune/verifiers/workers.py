@@ -75,7 +75,7 @@ class _Slot:
         from_child_r, from_child_w = os.pipe()
         pool = self.pool
         code = (
-            "from rl_finetune.verifiers.workers import child_main; "
+            "from qwq_chat.rl_finetune.verifiers.workers import child_main; "
             f"child_main({to_child_r}, {from_child_w}, {_qualname(pool.fn)!r}, "
             f"{_qualname(pool.warmup) if pool.warmup else ''!r}, {pool.memory_limit_bytes or 0})"
         )

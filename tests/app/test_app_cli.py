@@ -8,13 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app import paths
-from app.hub import VERIFIED_SUFFIX, repo_dir
+from qwq_chat.app import paths
+from qwq_chat.app.hub import VERIFIED_SUFFIX, repo_dir
 
 
 def qwq(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app", *args],
+        [sys.executable, "-m", "qwq_chat.app", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from app import paths
-from app.assets import asset_path
-from app.config import DEFAULT_KEYMAP, Settings, load_settings
-from app.errors import UserError
+from qwq_chat.app import paths
+from qwq_chat.app.assets import asset_path
+from qwq_chat.app.config import DEFAULT_KEYMAP, Settings, load_settings
+from qwq_chat.app.errors import UserError
 
 
 def test_defaults_are_qwq_model_card() -> None:
     s = load_settings()
-    sampling = s.sampling_params()
+    sampling = s.sampling
     assert (sampling.temperature, sampling.top_p, sampling.top_k, sampling.min_p) == (
         0.6,
         0.95,

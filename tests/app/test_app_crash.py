@@ -10,15 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from app.messages import UNFINISHED
-from app.session import Session
-from app.store import open_store
+from qwq_chat.app.messages import UNFINISHED
+from qwq_chat.app.session import Session
+from qwq_chat.app.store import open_store
 
 
 def test_kill_9_mid_stream_then_restart_recovers_the_partial_answer(tiny_gguf: Path) -> None:
     env = dict(os.environ)  # carries the per-test QWQ_CHAT_*_DIR from the isolated_state fixture
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "ask", "Write a very long story.", "--json",
+        [sys.executable, "-m", "qwq_chat.app", "ask", "Write a very long story.", "--json",
          "--model", str(tiny_gguf), "--n-ctx", "4096", "--max-tokens", "4000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from qwq_chat.app.engines.gpu import GIB, plan_layers
+from qwq_chat.app.system.gpu import Gpu
+from qwq_chat.app.system.llama_build import reinstall_command
 
-from app.engines.gpu import GIB, GpuInfo, plan_layers, reinstall_command
-
-H100 = GpuInfo("cuda", "NVIDIA H100", free_bytes=78 * GIB, total_bytes=80 * GIB)
-SMALL = GpuInfo("cuda", "RTX 3060", free_bytes=12 * GIB, total_bytes=12 * GIB)
+H100 = Gpu("cuda", "NVIDIA H100", free_bytes=78 * GIB, total_bytes=80 * GIB)
+SMALL = Gpu("cuda", "RTX 3060", free_bytes=12 * GIB, total_bytes=12 * GIB)
 Q4 = int(18.48 * GIB)
 KV_16K = 4 * GIB  # QwQ-32B f16 KV cache for 16k tokens
 
@@ -42,15 +43,15 @@ def test_gpu_visible_but_cpu_build_warns_with_the_reinstall_command() -> None:
     assert "-DGGML_METAL=on" in reinstall_command("metal")
 
 
+@pytest.mark.cuda
 def test_real_offload_on_a_cuda_gpu(smollm_gguf: Path) -> None:
     import llama_cpp
-
-    from app.engines.gpu import detect_gpu
+    from qwq_chat.app.system.gpu import detect_gpu
 
     gpu = detect_gpu()
     if gpu is None or gpu.kind != "cuda" or not llama_cpp.llama_supports_gpu_offload():
         pytest.skip("no CUDA GPU (or llama-cpp-python built without CUDA)")
-    from app.engines.llama_engine import LlamaEngine
+    from qwq_chat.app.engines.llama_engine import LlamaEngine
 
     engine = LlamaEngine(smollm_gguf, n_ctx=1024)
     assert engine.gpu_plan.offloaded == engine.n_layers == 30

@@ -11,15 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 import uvicorn
+from qwq_chat.app import hub
+from qwq_chat.app.cli import cli
+from qwq_chat.app.errors import UserError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from typer.testing import CliRunner
-
-from app import hub
-from app.cli import cli
-from app.errors import UserError
 
 REPO = "Qwen/QwQ-32B-GGUF"
 COMMIT = "a" * 40

@@ -8,14 +8,13 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from app.ask import ANSWER_HEADING, REASONING_HEADING, run_ask
-from app.config import load_settings
-from app.engines.base import Sampling
-from app.engines.llama_engine import LlamaEngine
-from app.events import AnswerDelta, Done, ReasoningDelta, Stats
-from app.session import BUDGET_NOTICE, Session
-from app.store import Store, open_store
+from qwq_chat.app.ask import ANSWER_HEADING, REASONING_HEADING, run_ask
+from qwq_chat.app.config import load_settings
+from qwq_chat.app.engines.llama_engine import LlamaEngine
+from qwq_chat.app.events import AnswerDelta, Done, ReasoningDelta, Stats
+from qwq_chat.app.sampling import Limits, Sampling
+from qwq_chat.app.session import BUDGET_NOTICE, Session
+from qwq_chat.app.store import Store, open_store
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +52,7 @@ def test_ask_json_on_the_tiny_qwq_gguf(tiny_gguf: Path) -> None:
 
 def test_ask_prints_coherent_text_from_smollm(smollm_gguf: Path) -> None:
     settings = load_settings(model=str(smollm_gguf), n_ctx=1024, max_tokens=40)
-    settings.sampling.seed = 2
+    settings.sampling = settings.sampling.replace(seed=2)
     out, err = io.StringIO(), io.StringIO()
     assert run_ask(settings, "What color is the sky on a clear day?", out=out, err=err) == 0
     text = out.getvalue()
@@ -74,7 +73,9 @@ def test_non_qwq_gguf_uses_its_own_template(
 
 
 def test_follow_up_turn_reuses_the_kv_cache(smollm_engine: LlamaEngine) -> None:
-    session = Session(Store(":memory:"), smollm_engine, sampling=Sampling(max_tokens=24, seed=1))
+    session = Session(
+        Store(":memory:"), smollm_engine, sampling=Sampling(seed=1), limits=Limits(max_tokens=24)
+    )
     stats: list[Stats] = []
     for text in ("Name a fruit.", "Name a vegetable.", "Name a tree."):
         stats += [e for e in session.send(text) if isinstance(e, Stats)]
@@ -90,7 +91,10 @@ def test_follow_up_turn_reuses_the_kv_cache(smollm_engine: LlamaEngine) -> None:
 
 def test_reasoning_budget_on_the_real_engine(tiny_engine: LlamaEngine) -> None:
     session = Session(
-        Store(":memory:"), tiny_engine, sampling=Sampling(max_tokens=30, seed=3), reasoning_budget=6
+        Store(":memory:"),
+        tiny_engine,
+        sampling=Sampling(seed=3),
+        limits=Limits(max_tokens=30, reasoning_budget=6),
     )
     events = list(session.send("Think hard."))
     reasoning = "".join(e.text for e in events if isinstance(e, ReasoningDelta))
@@ -105,7 +109,9 @@ def test_reasoning_budget_on_the_real_engine(tiny_engine: LlamaEngine) -> None:
 
 
 def test_cancel_stops_the_real_engine_and_keeps_text(tiny_engine: LlamaEngine) -> None:
-    session = Session(open_store(), tiny_engine, sampling=Sampling(max_tokens=1500, seed=4))
+    session = Session(
+        open_store(), tiny_engine, sampling=Sampling(seed=4), limits=Limits(max_tokens=1500)
+    )
     seen: list = []
     started = threading.Event()
 
@@ -121,7 +127,7 @@ def test_cancel_stops_the_real_engine_and_keeps_text(tiny_engine: LlamaEngine) -
     session.cancel()
     worker.join(30)
     assert not worker.is_alive()
-    assert seen[-1] == Done("cancelled")
+    assert seen[-1].finish_reason == "cancelled"
     stored = session.store.messages(session.conversation_id)[-1]
     assert stored.finish_reason == "cancelled" and stored.reasoning
     assert stored.stats is not None and stored.stats["completion_tokens"] < 1500

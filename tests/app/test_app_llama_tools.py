@@ -14,24 +14,23 @@ from pathlib import Path
 
 import pytest
 from conftest import cached_build
+from qwq_chat.app.ask import run_ask
+from qwq_chat.app.config import load_settings
+from qwq_chat.app.engines.llama_engine import LlamaEngine
+from qwq_chat.app.events import AnswerDelta, Done, ReasoningDelta, ToolCall, ToolResult
+from qwq_chat.app.sampling import Limits, Sampling
+from qwq_chat.app.session import Session
+from qwq_chat.app.store import open_store
+from qwq_chat.app.tools.registry import build_registry
 from tool_model import QUESTION, VERSION, build_tool_model
-
-from app.ask import run_ask
-from app.config import load_settings
-from app.engines.base import Sampling
-from app.engines.llama_engine import LlamaEngine
-from app.events import AnswerDelta, Done, ReasoningDelta, ToolCall, ToolResult
-from app.session import Session
-from app.store import open_store
-from app.tools.registry import build_registry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tui"))
 
 
 @pytest.fixture(scope="session")
 def tool_gguf(tiny_checkpoint: Path) -> Path:
-    from convert.hf_to_gguf import convert_checkpoint
-    from convert.tiny_model import BUILD_VERSION
+    from qwq_chat.convert.hf_to_gguf import convert_checkpoint
+    from qwq_chat.convert.tiny_model import BUILD_VERSION
 
     def build(tmp: Path) -> None:
         hf = tmp / "hf"
@@ -42,13 +41,19 @@ def tool_gguf(tiny_checkpoint: Path) -> Path:
     return cached_build(f"tiny-qwq-{BUILD_VERSION}-tools-{VERSION}", build) / "model.gguf"
 
 
-GREEDY = Sampling(top_k=1, max_tokens=80, seed=0)
+GREEDY = Sampling(top_k=1, seed=0)
 
 
 def test_the_model_calls_the_calculator_and_answers_with_its_result(tool_gguf: Path) -> None:
     engine = LlamaEngine(tool_gguf, n_ctx=2048)
     store = open_store()
-    session = Session(store, engine, tools=build_registry(["calculator"]), sampling=GREEDY)
+    session = Session(
+        store,
+        engine,
+        tools=build_registry(["calculator"]),
+        sampling=GREEDY,
+        limits=Limits(max_tokens=80),
+    )
     try:
         events = list(session.send(QUESTION))
     finally:
@@ -71,7 +76,7 @@ def test_the_model_calls_the_calculator_and_answers_with_its_result(tool_gguf: P
 
 def test_ask_shows_the_tool_round_of_a_real_model(tool_gguf: Path) -> None:
     settings = load_settings(model=str(tool_gguf), n_ctx=2048, max_tokens=80)
-    settings.sampling.top_k = 1
+    settings.sampling = settings.sampling.replace(top_k=1)
     out, err = io.StringIO(), io.StringIO()
     assert run_ask(settings, QUESTION, as_json=True, out=out, err=err) == 0, err.getvalue()
     events = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -85,13 +90,12 @@ def test_ask_shows_the_tool_round_of_a_real_model(tool_gguf: Path) -> None:
 
 
 async def test_the_tui_shows_a_real_models_tool_call(tool_gguf: Path) -> None:
+    from qwq_chat.app.tui.app import ChatApp
+    from qwq_chat.app.tui.widgets.message import AssistantMessage, ToolCallView
     from tui_helpers import send
 
-    from app.tui.app import ChatApp
-    from app.tui.widgets.message import AssistantMessage, ToolCallView
-
     settings = load_settings(model=str(tool_gguf), n_ctx=2048, max_tokens=80)
-    settings.sampling.top_k = 1
+    settings.sampling = settings.sampling.replace(top_k=1)
     app = ChatApp(settings, lambda: LlamaEngine(tool_gguf, n_ctx=2048), store=open_store())
     async with app.run_test(size=(120, 40)) as pilot:
         await send(pilot, app, QUESTION)

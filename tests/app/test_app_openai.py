@@ -12,20 +12,19 @@ from typing import Any
 
 import pytest
 import uvicorn
+from qwq_chat.app.ask import ANSWER_HEADING, REASONING_HEADING, run_ask
+from qwq_chat.app.config import load_settings
+from qwq_chat.app.engines.openai_engine import OpenAIEngine
+from qwq_chat.app.errors import UserError
+from qwq_chat.app.events import AnswerDelta, ReasoningDelta, Stats, ToolCall, ToolResult
+from qwq_chat.app.sampling import Limits, Sampling
+from qwq_chat.app.session import Session
+from qwq_chat.app.store import open_store
+from qwq_chat.app.tools.registry import build_registry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
-
-from app.ask import ANSWER_HEADING, REASONING_HEADING, run_ask
-from app.config import load_settings
-from app.engines.base import Sampling
-from app.engines.openai_engine import OpenAIEngine
-from app.errors import UserError
-from app.events import AnswerDelta, ReasoningDelta, Stats, ToolCall, ToolResult
-from app.session import Session
-from app.store import open_store
-from app.tools.registry import build_registry
 
 SECRET = "sk-test-secret-123"
 
@@ -113,7 +112,7 @@ def test_reasoning_content_then_content_then_usage(server, monkeypatch: pytest.M
     monkeypatch.setenv("QWQ_TEST_KEY", SECRET)
     fake.scripts.append(dashscope_like())
     engine = OpenAIEngine(url, "qwq-32b", api_key_env="QWQ_TEST_KEY")
-    session = Session(open_store(), engine, sampling=Sampling(max_tokens=100))
+    session = Session(open_store(), engine, limits=Limits(max_tokens=100))
     events = list(session.send("Which is larger, 9.9 or 9.11?"))
     assert "".join(e.text for e in events if isinstance(e, ReasoningDelta)) == "9.9 = 9.90 > 9.11"
     assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == "9.9 is larger."
@@ -193,6 +192,50 @@ def test_native_tool_calls_run_the_tool_loop(server, monkeypatch: pytest.MonkeyP
     }
     assert follow_up[2]["role"] == "tool" and follow_up[2]["content"] == "42"
     assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == "It is 42."
+    # The server's call id is kept end to end, not replaced by one of ours.
+    assert [e.id for e in events if isinstance(e, ToolCall)] == ["call_a"]
+    assert follow_up[1]["tool_calls"][0]["id"] == "call_a"
+    assert follow_up[2]["tool_call_id"] == "call_a"
+
+
+REMOTE_STREAMS = {
+    # vLLM without --reasoning-parser: the template opened <think>, the stream shows only </think>
+    "bare_close": (["9.9 = 9.90", " > 9.11.", "</think>", "\n\n9.9 is larger."],
+                   "9.9 = 9.90 > 9.11.", "9.9 is larger."),
+    # the same with the tag cut across deltas
+    "close_split": (["9.9 = 9.90 > 9.11.</th", "ink>\n\n9.9 is", " larger."],
+                    "9.9 = 9.90 > 9.11.", "9.9 is larger."),
+    # a server that sends the whole block in content, the opening tag split too
+    "open_and_close": (["<th", "ink>\nhmm", "</think>\n\nok"], "\nhmm", "ok"),
+    # a plain model: no tags at all
+    "no_tags": (["Paris is ", "the capital", " of France."], "", "Paris is the capital of France."),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(REMOTE_STREAMS))
+def test_ask_json_splits_remote_content_with_no_configuration(
+    server, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """`openai.think_in_prompt` left at "auto": the stream itself says where the reasoning ends."""
+    import subprocess
+    import sys
+
+    fake, url = server
+    deltas, reasoning, answer = REMOTE_STREAMS[case]
+    fake.scripts.append([_chunk({"content": d}) for d in deltas[:-1]]
+                        + [_chunk({"content": deltas[-1]}, finish="stop")])  # fmt: skip
+    monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
+    done = subprocess.run(
+        [sys.executable, "-m", "qwq_chat.app", "ask", "--json", "--backend", "openai",
+         "--base-url", url, "--model", "qwq-32b", "Which is larger?"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert "".join(e["text"] for e in events if e["type"] == "reasoning") == reasoning
+    assert "".join(e["text"] for e in events if e["type"] == "answer") == answer
+    assert events[-1]["type"] == "done" and events[-1]["reasoning_unfinished"] is False
+    assert "</think>" not in done.stdout and "<think>" not in done.stdout
 
 
 def test_ask_through_the_openai_backend(server, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,11 +256,11 @@ def test_bad_key_and_unreachable_server(server, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("QWQ_TEST_KEY", "wrong")
     engine = OpenAIEngine(url, "m", api_key_env="QWQ_TEST_KEY")
     with pytest.raises(UserError, match="QWQ_TEST_KEY") as info:
-        list(engine.stream([{"role": "user", "content": "x"}], Sampling()))
+        list(engine.stream([{"role": "user", "content": "x"}], Sampling(), 16))
     assert "wrong" not in str(info.value)
     dead = OpenAIEngine("http://127.0.0.1:9/v1", "m", api_key_env="QWQ_TEST_KEY")
     with pytest.raises(UserError, match="cannot reach"):
-        list(dead.stream([{"role": "user", "content": "x"}], Sampling()))
+        list(dead.stream([{"role": "user", "content": "x"}], Sampling(), 16))
     with pytest.raises(UserError, match="--base-url"):
         OpenAIEngine("", "m")
 
@@ -228,7 +271,9 @@ def test_reasoning_budget_continues_with_a_final_assistant_message(server, monke
     fake.scripts.append([_chunk({"reasoning_content": "step "}) for _ in range(10)])
     fake.scripts.append([_chunk({"content": "Final."}, finish="stop")])
     session = Session(
-        open_store(), OpenAIEngine(url, "m", api_key_env="QWQ_TEST_KEY"), reasoning_budget=3
+        open_store(),
+        OpenAIEngine(url, "m", api_key_env="QWQ_TEST_KEY"),
+        limits=Limits(reasoning_budget=3),
     )
     events = list(session.send("hard question"))
     assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == "Final."

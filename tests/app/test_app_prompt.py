@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from qwq_chat.app.assets import chat_template
+from qwq_chat.app.cli import cli
+from qwq_chat.app.prompt import choose_template, opens_reasoning, render
 from typer.testing import CliRunner
-
-from app.assets import chat_template
-from app.cli import cli
-from app.prompt import choose_template, opens_reasoning, render
 
 TOOLS = [
     {
@@ -125,7 +124,7 @@ def test_template_choice() -> None:
 
 
 def test_raise_exception_in_template_is_a_user_error() -> None:
-    from app.errors import UserError
+    from qwq_chat.app.errors import UserError
 
     with pytest.raises(UserError, match="roles must alternate"):
         render(
@@ -158,8 +157,8 @@ def test_render_prompt_with_a_non_qwq_gguf_uses_its_template(
 def test_render_prompt_bad_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"messages": "nope"}')
-    from app.cli import main  # noqa: F401  (UserError handling lives in main)
-    from app.errors import UserError
+    from qwq_chat.app.cli import main  # noqa: F401  (UserError handling lives in main)
+    from qwq_chat.app.errors import UserError
 
     result = CliRunner().invoke(cli, ["render-prompt", str(bad)])
     assert isinstance(result.exception, UserError) and "list of messages" in str(result.exception)

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from app.engines.base import Chunk, Sampling
-from app.events import AnswerDelta, Done, ReasoningDelta, Stats, ToolCall, ToolResult
-from app.messages import FINISHED, UNFINISHED
-from app.session import BUDGET_CLOSE, BUDGET_NOTICE, Session, SessionError
-from app.store import Store, default_db_path, open_store
-from app.tools.registry import build_registry
+from qwq_chat.app.engine_protocol import Chunk
+from qwq_chat.app.events import AnswerDelta, Done, ReasoningDelta, Stats, ToolCall, ToolResult
+from qwq_chat.app.messages import FINISHED, UNFINISHED
+from qwq_chat.app.sampling import Limits, Sampling
+from qwq_chat.app.session import BUDGET_CLOSE, BUDGET_NOTICE, Session, SessionError
+from qwq_chat.app.store import Store, default_db_path, open_store
+from qwq_chat.app.tools.registry import build_registry
 
 
 class ScriptedEngine:
@@ -29,10 +29,16 @@ class ScriptedEngine:
         self.prompt_opens_reasoning = True
         self._cancel = threading.Event()
 
-    def stream(self, messages, sampling, tools=None, prefill="") -> Iterator[Chunk]:
+    def stream(self, messages, sampling, max_tokens, tools=None, prefill="") -> Iterator[Chunk]:
         self._cancel.clear()
         self.requests.append(
-            {"messages": messages, "prefill": prefill, "tools": tools, "sampling": sampling}
+            {
+                "messages": messages,
+                "prefill": prefill,
+                "tools": tools,
+                "sampling": sampling,
+                "max_tokens": max_tokens,
+            }
         )
         out = self.outputs.pop(0)
         if isinstance(out, Exception):
@@ -45,8 +51,8 @@ class ScriptedEngine:
                 yield Chunk(finish_reason="cancelled")
                 return
             sent += 1
-            yield Chunk(out[i : i + self.piece])
-            if sent >= sampling.max_tokens:
+            yield Chunk(out[i : i + self.piece], tokens=1)
+            if sent >= max_tokens:
                 yield Chunk(stats=Stats(completion_tokens=sent), finish_reason="length")
                 return
         yield Chunk(stats=Stats(prompt_tokens=7, completion_tokens=sent), finish_reason="stop")
@@ -142,7 +148,7 @@ def test_tool_loop_is_bounded_and_bad_calls_are_reported() -> None:
 
 def test_reasoning_budget_closes_the_reasoning_with_a_prefill() -> None:
     engine = ScriptedEngine(["a" * 40, "The answer is 42."], piece=1)
-    session = Session(Store(":memory:"), engine, reasoning_budget=10)
+    session = Session(Store(":memory:"), engine, limits=Limits(reasoning_budget=10))
     events = collect(session.send("think a lot"))
     assert len(engine.requests) == 2
     prefill = engine.requests[1]["prefill"]
@@ -154,14 +160,14 @@ def test_reasoning_budget_closes_the_reasoning_with_a_prefill() -> None:
     assert events[-1] == Done("reasoning_budget")
     message = session.messages[-1]
     assert message.content == "The answer is 42." and not message.reasoning_unfinished
-    assert engine.requests[1]["sampling"].max_tokens == Sampling().max_tokens - 10
+    assert engine.requests[1]["max_tokens"] == Limits().max_tokens - 10
 
 
 def test_max_tokens_guard_and_unfinished_reasoning() -> None:
     engine = ScriptedEngine(["x" * 100], piece=1)
-    session = Session(Store(":memory:"), engine, sampling=Sampling(max_tokens=5))
+    session = Session(Store(":memory:"), engine, limits=Limits(max_tokens=5))
     events = collect(session.send("go"))
-    assert events[-1] == Done("length")
+    assert events[-1] == Done("length", reasoning_unfinished=True)
     assert session.messages[-1].reasoning == "xxxxx"
     assert session.messages[-1].reasoning_unfinished
     assert session.messages[-1].finish_reason == "length"
@@ -184,7 +190,7 @@ def test_cancel_keeps_what_was_generated() -> None:
     session.cancel()
     gate.set()
     worker.join(5)
-    assert seen[-1] == Done("cancelled")
+    assert seen[-1].finish_reason == "cancelled"
     stored = session.store.messages(session.conversation_id)[-1]
     assert stored.status == FINISHED and stored.finish_reason == "cancelled"
     assert stored.reasoning == "reasoning"[: len(stored.reasoning)] and stored.reasoning
@@ -265,11 +271,14 @@ def test_per_conversation_settings_are_saved_and_restored() -> None:
     session = Session(store, ScriptedEngine(["r</think>ok"]))
     collect(session.send("hi"))
     session.update_settings(
-        system_prompt="You are terse.", sampling=Sampling(temperature=0.9, top_k=20)
+        system_prompt="You are terse.",
+        sampling=Sampling(temperature=0.9, top_k=20),
+        limits=Limits(max_tokens=300, reasoning_budget=12),
     )
     reopened = Session(store, ScriptedEngine([]), session.conversation_id)
     assert reopened.system_prompt == "You are terse."
     assert reopened.sampling.temperature == 0.9 and reopened.sampling.top_k == 20
+    assert reopened.limits == Limits(max_tokens=300, reasoning_budget=12)
     assert [m.content for m in reopened.messages] == ["hi", "ok"]
     with pytest.raises(SessionError):
         Session(store, None, "no-such-id")
@@ -282,3 +291,16 @@ def test_store_failure_does_not_break_the_chat() -> None:
     events = collect(session.send("hi"))
     assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == "still answers"
     assert session.store_warning and "could not save" in session.store_warning
+
+
+def test_settings_saved_before_limits_existed_still_load() -> None:
+    """Chats saved by earlier versions kept max_tokens inside "sampling"; they open unchanged."""
+    store = open_store()
+    session = Session(store, ScriptedEngine(["r</think>ok"]))
+    collect(session.send("hi"))
+    store.set_settings(
+        session.conversation_id,
+        {"system_prompt": "", "sampling": {"temperature": 0.4, "max_tokens": 77}},
+    )
+    reopened = Session(store, None, session.conversation_id)
+    assert reopened.sampling.temperature == 0.4 and reopened.limits.max_tokens == 77

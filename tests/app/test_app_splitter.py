@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from app.events import AnswerDelta, ReasoningDelta, ToolCall
-from app.splitter import Splitter, split_text
+from qwq_chat.app.events import AnswerDelta, ReasoningDelta, ToolCall
+from qwq_chat.app.splitter import Splitter, split_text
 
 
 def run(

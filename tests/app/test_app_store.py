@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from app.messages import UNFINISHED, Message
-from app.store import MIGRATIONS, SCHEMA_VERSION, Store, default_db_path, open_store
+from qwq_chat.app.messages import UNFINISHED, Message
+from qwq_chat.app.store import MIGRATIONS, SCHEMA_VERSION, Store, default_db_path, open_store
 
 
 def test_conversations_and_messages_round_trip() -> None:

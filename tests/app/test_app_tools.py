@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-
-from app.errors import UserError
-from app.events import ToolCall
-from app.tools.base import ToolError
-from app.tools.calculator import evaluate
-from app.tools.registry import BUILTIN_TOOLS, ToolRegistry, build_registry
+from qwq_chat.app.errors import UserError
+from qwq_chat.app.events import ToolCall
+from qwq_chat.app.tools.base import ToolError
+from qwq_chat.app.tools.calculator import evaluate
+from qwq_chat.app.tools.registry import BUILTIN_TOOLS, ToolRegistry, build_registry
 
 
 @pytest.mark.parametrize(

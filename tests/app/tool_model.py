@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.engines.scripted import ScriptedEngine
-from app.prompt import render
-from app.session import Session
-from app.store import open_store
-from app.tools.registry import build_registry
+from qwq_chat.app.prompt import render
+from qwq_chat.app.session import Session
+from qwq_chat.app.store import open_store
+from qwq_chat.app.tools.registry import build_registry
+from scripted_engine import ScriptedEngine
 
 QUESTION = "What is 12*12?"
 TOOL_CALL = (

@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from app.engines.base import Sampling
-from app.engines.llama_engine import LlamaEngine
-from app.events import Stats
-from app.session import Session
-from app.store import open_store
+from qwq_chat.app.engines.llama_engine import LlamaEngine
+from qwq_chat.app.events import Stats
+from qwq_chat.app.sampling import Limits, Sampling
+from qwq_chat.app.session import Session
+from qwq_chat.app.store import open_store
 
 pytestmark = pytest.mark.benchmark
 MESSAGES = [f"Tell me one fact about the number {n}, briefly." for n in (11, 12, 13, 14, 15)]
@@ -22,7 +21,7 @@ MESSAGES = [f"Tell me one fact about the number {n}, briefly." for n in (11, 12,
 
 def test_follow_up_turn_processes_only_what_changed(smollm_gguf: Path) -> None:
     engine = LlamaEngine(smollm_gguf, n_ctx=4096)
-    session = Session(open_store(), engine, sampling=Sampling(max_tokens=48, seed=7))
+    session = Session(open_store(), engine, sampling=Sampling(seed=7), limits=Limits(max_tokens=48))
     rows = []
     for turn, text in enumerate(MESSAGES, 1):
         [stats] = [e for e in session.send(text) if isinstance(e, Stats)]

@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-
-from app.ask import HeadingPrinter
-from app.engines.base import Sampling
-from app.engines.llama_engine import LlamaEngine, load_llama
-from app.events import AnswerDelta, Done, ReasoningDelta, Stats
-from app.session import Session
-from app.store import open_store
+from qwq_chat.app.ask import HeadingPrinter
+from qwq_chat.app.engines.llama_engine import LlamaEngine, load_llama
+from qwq_chat.app.events import AnswerDelta, Done, ReasoningDelta, Stats
+from qwq_chat.app.sampling import Limits, Sampling
+from qwq_chat.app.session import Session
+from qwq_chat.app.store import open_store
 
 PROMPT = "Write a long story about a dragon who learns to bake bread."
 TOKENS = 400  # ~8 s per run on 2 cores
@@ -47,7 +46,9 @@ def raw_tokens_per_second(llm, prompt: str, seed: int, tokens: int = TOKENS) -> 
 def ask_tokens_per_second(engine: LlamaEngine, seed: int) -> tuple[float, int]:
     with open(os.devnull, "w") as sink:
         printer = HeadingPrinter(sink, sink)
-        session = Session(open_store(), engine, sampling=Sampling(max_tokens=TOKENS, seed=seed))
+        session = Session(
+            open_store(), engine, sampling=Sampling(seed=seed), limits=Limits(max_tokens=TOKENS)
+        )
         first = None
         completion = 0
         for event in session.send(PROMPT):

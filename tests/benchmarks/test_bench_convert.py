@@ -78,7 +78,7 @@ def _write_shard(path: Path, names: list[str], shapes: dict, noise: np.ndarray) 
 
 
 def build_synthetic_checkpoint(out: Path) -> dict[str, tuple[int, ...]]:
-    from convert.qwen_tokenizer import write_tokenizer_files
+    from qwq_chat.convert.qwen_tokenizer import write_tokenizer_files
 
     out.mkdir(parents=True, exist_ok=True)
     shapes = _tensor_shapes()

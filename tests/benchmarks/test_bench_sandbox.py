@@ -13,9 +13,8 @@ import subprocess
 import time
 
 import httpx
-
-from rl_finetune.sandbox.runner import Sandbox, find_system_python
-from rl_finetune.sandbox.server import ServerConfig, serve_in_background
+from qwq_chat.app.sandbox.runner import Sandbox, find_system_python
+from qwq_chat.app.sandbox.server import ServerConfig, serve_in_background
 
 N = 300
 PROGRAM = "print(sum(range(100)))"

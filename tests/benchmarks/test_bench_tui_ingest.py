@@ -23,12 +23,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tui"))
 
+from qwq_chat.app.config import load_settings  # noqa: E402
+from qwq_chat.app.session import Session  # noqa: E402
+from qwq_chat.app.store import open_store  # noqa: E402
+from scripted_engine import ScriptedEngine  # noqa: E402
 from tui_helpers import make_app, wait_for  # noqa: E402  (tests/tui/tui_helpers.py)
-
-from app.config import load_settings  # noqa: E402
-from app.engines.scripted import ScriptedEngine  # noqa: E402
-from app.session import Session  # noqa: E402
-from app.store import open_store  # noqa: E402
 
 REASONING_TOKENS = 30_000
 ANSWER_TOKENS = 5_000

@@ -22,15 +22,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tui"))
 
+from qwq_chat.app.config import load_settings  # noqa: E402
+from qwq_chat.app.engines.llama_engine import LlamaEngine, load_llama  # noqa: E402
+from qwq_chat.app.events import AnswerDelta, Done, ReasoningDelta, Stats  # noqa: E402
+from qwq_chat.app.sampling import Limits, Sampling  # noqa: E402
+from qwq_chat.app.store import open_store  # noqa: E402
+from qwq_chat.app.tui.app import ChatApp  # noqa: E402
 from test_bench_app_overhead import PROMPT, ROUNDS, TOKENS, raw_tokens_per_second  # noqa: E402
 from tui_helpers import wait_for, wait_idle  # noqa: E402
-
-from app.config import load_settings  # noqa: E402
-from app.engines.base import Sampling  # noqa: E402
-from app.engines.llama_engine import LlamaEngine, load_llama  # noqa: E402
-from app.events import AnswerDelta, Done, ReasoningDelta, Stats  # noqa: E402
-from app.store import open_store  # noqa: E402
-from app.tui.app import ChatApp  # noqa: E402
 
 pytestmark = pytest.mark.benchmark
 
@@ -40,7 +39,8 @@ async def tui_tokens_per_second(app: ChatApp, pilot, seed: int) -> tuple[float, 
     await pilot.press("ctrl+n")
     await pilot.pause()
     session = app.chat_screen.session
-    session.sampling = Sampling(max_tokens=TOKENS, seed=seed)
+    session.sampling = Sampling(seed=seed)
+    session.limits = Limits(max_tokens=TOKENS)
     timing: dict[str, float] = {}
     send = session.send
 

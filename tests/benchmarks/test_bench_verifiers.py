@@ -19,8 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "rl_verifiers"))
 from math_corpus import CORPUS  # noqa: E402
-
-from rl_finetune.verifiers import math as mv  # noqa: E402
+from qwq_chat.rl_finetune.verifiers import math as mv  # noqa: E402
 
 GROUP = 8  # completions per prompt, as in a GRPO step
 N_PROMPTS = 400

@@ -12,14 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import convert.hf_to_gguf as hf_to_gguf
+import qwq_chat.convert.hf_to_gguf as hf_to_gguf
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "1000"}  # rich wraps long lines at the terminal width
     return subprocess.run(
-        [sys.executable, "-m", "app", *args], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-m", "qwq_chat.app", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
 
 

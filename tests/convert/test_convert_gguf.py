@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from app.assets import chat_template
-from convert.hf_to_gguf import convert_checkpoint
+from qwq_chat.app.assets import chat_template
+from qwq_chat.convert.hf_to_gguf import convert_checkpoint
 
 
 def _fields(reader) -> dict:
@@ -34,7 +33,7 @@ def read_gguf(tiny_gguf_factory: Callable[[str], Path]) -> Callable[[str], objec
 
 def _llama_metadata(path: Path) -> dict[str, str]:
     """GGUF key/values as llama.cpp itself reads them (vocab-only load: fast)."""
-    from convert.llama_runtime import open_llama
+    from qwq_chat.convert.llama_runtime import open_llama
 
     return dict(open_llama(path, vocab_only=True).metadata)
 
@@ -224,7 +223,7 @@ def test_auto_outtype_keeps_bf16(tiny_checkpoint: Path, tmp_path: Path) -> None:
 
 
 def test_loads_in_llama_cpp_and_generates(tiny_gguf: Path) -> None:
-    from convert.llama_runtime import open_llama
+    from qwq_chat.convert.llama_runtime import open_llama
 
     llm = open_llama(tiny_gguf, n_ctx=256, n_threads=2, seed=1)
     assert llm.n_vocab() == 152064
@@ -237,7 +236,7 @@ def test_loads_in_llama_cpp_and_generates(tiny_gguf: Path) -> None:
 
 
 def test_q8_0_loads_and_generates(tiny_gguf_factory: Callable[[str], Path]) -> None:
-    from convert.llama_runtime import open_llama
+    from qwq_chat.convert.llama_runtime import open_llama
 
     llm = open_llama(tiny_gguf_factory("q8_0"), n_ctx=128, n_threads=2, seed=1)
     out = llm.create_completion("Hello world!", max_tokens=4, temperature=0.6)
@@ -261,7 +260,7 @@ def test_chat_template_from_jinja_file(tiny_checkpoint: Path, tmp_path: Path) ->
 
 
 def test_missing_shard_is_named(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from convert.errors import CheckpointError
+    from qwq_chat.convert.errors import CheckpointError
 
     ckpt = tmp_path / "ck"
     ckpt.mkdir()

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from convert.llama_runtime import open_llama
-from convert.lora import convert_lora
-from convert.verify import gguf_logits, logit_metrics
+from qwq_chat.convert.llama_runtime import open_llama
+from qwq_chat.convert.lora import convert_lora
+from qwq_chat.convert.verify import gguf_logits, logit_metrics
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 IDS = [151644, 872, 198, 9707, 1879, 0, 151645, 198, 151644, 77091, 198, 151667, 198, 40, 1744]
@@ -114,7 +113,7 @@ def test_cli_convert_lora_and_bad_adapter(
         [
             sys.executable,
             "-m",
-            "app",
+            "qwq_chat.app",
             "convert-lora",
             str(adapter_dir),
             "--base",
@@ -135,7 +134,7 @@ def test_cli_convert_lora_and_bad_adapter(
         [
             sys.executable,
             "-m",
-            "app",
+            "qwq_chat.app",
             "convert-lora",
             str(empty),
             "--base",

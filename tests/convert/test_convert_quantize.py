@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tiny256
-
-from convert.errors import ConvertError, QuantTypeError
-from convert.llama_runtime import open_llama
-from convert.quantize import quant_types, quantize_gguf, resolve_type
+from qwq_chat.convert.errors import ConvertError, QuantTypeError
+from qwq_chat.convert.llama_runtime import open_llama
+from qwq_chat.convert.quantize import quant_types, quantize_gguf, resolve_type
 
 # Session fixtures shared with the other convert tests (tests/convert/tiny256.py).
 tiny256_bf16 = tiny256.tiny256_bf16
@@ -29,7 +28,7 @@ def test_type_names_cover_llama_cpp() -> None:
 
 def test_quantize_with_progress_and_log(tiny256_bf16: Path, tmp_path: Path) -> None:
     seen: list[tuple[int, int, str]] = []
-    import convert.quantize as q
+    import qwq_chat.convert.quantize as q
 
     original = q._quant_progress
 
@@ -67,8 +66,7 @@ def _write_imatrix(path: Path, checkpoint: Path) -> None:
     """An importance matrix in llama-imatrix's GGUF layout, for every matrix the model multiplies
     activations with (random positive mean squares: a stand-in for calibration data)."""
     import gguf
-
-    from convert.hf_to_gguf import load_checkpoint, plan_tensors
+    from qwq_chat.convert.hf_to_gguf import load_checkpoint, plan_tensors
 
     rng = np.random.default_rng(0)
     writer = gguf.GGUFWriter(path, arch="")

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-
-from app.assets import chat_template
-from convert import qwen_tokenizer as qt
+from qwq_chat.app.assets import chat_template
+from qwq_chat.convert import qwen_tokenizer as qt
 
 
 @pytest.fixture(scope="module")

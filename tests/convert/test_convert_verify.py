@@ -8,10 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import qwq_chat.convert.hf_to_gguf as hf_to_gguf
 import tiny256
-
-import convert.hf_to_gguf as hf_to_gguf
-from convert.verify import TOKENIZER_CORPUS, thresholds_for, verify
+from qwq_chat.convert.verify import TOKENIZER_CORPUS, thresholds_for, verify
 
 # Session fixtures shared with the other convert tests (tests/convert/tiny256.py).
 tiny256_checkpoint = tiny256.tiny256_checkpoint
@@ -83,7 +82,7 @@ def test_verify_fails_when_biases_are_dropped(
     broken = hf_to_gguf.convert_checkpoint(tiny_checkpoint, tmp_path / "nobias.gguf", "f32")
     monkeypatch.undo()
     proc = subprocess.run(
-        [sys.executable, "-m", "app", "verify", str(tiny_checkpoint), str(broken)],
+        [sys.executable, "-m", "qwq_chat.app", "verify", str(tiny_checkpoint), str(broken)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import qwq_chat.convert.hf_to_gguf as hf_to_gguf
 from conftest import cached_build
-
-import convert.hf_to_gguf as hf_to_gguf
-from convert.tiny_model import BUILD_VERSION, build_tiny_checkpoint
+from qwq_chat.convert.tiny_model import BUILD_VERSION, build_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +30,7 @@ def tiny256_bf16(tiny256_checkpoint: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny256_q4_k_m(tiny256_bf16: Path) -> Path:
-    from convert.quantize import quantize_gguf
+    from qwq_chat.convert.quantize import quantize_gguf
 
     def build(tmp: Path) -> None:
         quantize_gguf(tiny256_bf16, tmp / "model.gguf", "Q4_K_M", log_file=tmp / "q.log")

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from app import __version__
+from qwq_chat.app import __version__
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "packaging" / "qwq-chat.spec"
@@ -103,7 +102,11 @@ CONVERSATION = [
 def run_python_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The same command through the installed Python package, as the reference."""
     return subprocess.run(
-        [sys.executable, "-m", "app", *args], capture_output=True, text=True, timeout=300, cwd=cwd
+        [sys.executable, "-m", "qwq_chat.app", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
     )
 
 

@@ -16,15 +16,10 @@ from pathlib import Path
 
 import llama_cpp
 import pytest
-
-from app import __version__, hub, paths
-from app.doctor import (
-    _path_size,
-    backends_from_libs,
-    parse_nvidia_smi,
-    parse_system_info,
-    reinstall_command,
-)
+from qwq_chat.app import __version__, hub, paths
+from qwq_chat.app.doctor import _path_size
+from qwq_chat.app.system.gpu import Gpu, parse_nvidia_smi
+from qwq_chat.app.system.llama_build import backends_from_libs, parse_system_info, reinstall_command
 
 CPU_ONLY = not llama_cpp.llama_supports_gpu_offload()
 
@@ -38,7 +33,7 @@ def _version_or_none(name: str) -> str | None:
 
 def run_doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app", "doctor", *args],
+        [sys.executable, "-m", "qwq_chat.app", "doctor", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -199,8 +194,8 @@ def test_parse_nvidia_smi_rows() -> None:
     out = "NVIDIA GeForce RTX 4090, 24564, 23012, 550.54.14\nTesla T4, [N/A], [N/A], 535.1\n"
     gpus = parse_nvidia_smi(out)
     assert [g.name for g in gpus] == ["NVIDIA GeForce RTX 4090", "Tesla T4"]
-    assert (gpus[0].memory_total_mib, gpus[0].memory_free_mib) == (24564, 23012)
-    assert gpus[1].memory_total_mib is None and gpus[1].driver == "535.1"
+    assert (gpus[0].total_bytes, gpus[0].free_bytes) == (24564 * 2**20, 23012 * 2**20)
+    assert gpus[1].total_bytes is None and gpus[1].driver == "535.1"
 
 
 def test_backend_detection_from_system_info_and_libs(tmp_path: Path) -> None:
@@ -226,7 +221,7 @@ def test_reinstall_command_for_metal() -> None:
 def test_doctor_fails_when_llama_cpp_cannot_be_imported(isolated_state: Path) -> None:
     # `sys.modules[name] = None` makes `import llama_cpp` raise ImportError, as a broken install does.
     code = "import sys; sys.modules['llama_cpp'] = None; sys.argv[0] = 'qwq-chat'; "
-    code += "from app.cli import main; main()"
+    code += "from qwq_chat.app.cli import main; main()"
     done = subprocess.run(
         [sys.executable, "-c", code, "doctor", "--json"],
         capture_output=True,
@@ -243,7 +238,7 @@ def test_doctor_fails_when_llama_cpp_cannot_be_imported(isolated_state: Path) ->
 
 def test_gpu_check_on_apple_silicon_and_in_the_binary(monkeypatch: pytest.MonkeyPatch) -> None:
     """The paths this Linux machine cannot take for real: a Mac, and the frozen binary."""
-    import app.doctor as doctor
+    import qwq_chat.app.doctor as doctor
 
     cpu_build = {"installed": True, "gpu_offload": False, "version": "0.3.36"}
     monkeypatch.setattr(doctor, "is_apple_silicon", lambda: True)
@@ -255,6 +250,6 @@ def test_gpu_check_on_apple_silicon_and_in_the_binary(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(doctor, "is_apple_silicon", lambda: False)
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    h100 = doctor.Gpu("NVIDIA H100", 81559, 80000, "580.65.06")
+    h100 = Gpu("cuda", "NVIDIA H100", 81559 * 2**20, 80000 * 2**20, "580.65.06")
     check = doctor.check_gpu([h100], None, cpu_build)
     assert check.status == "fail" and "standalone binary is CPU-only" in check.fix

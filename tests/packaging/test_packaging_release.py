@@ -21,8 +21,7 @@ from pathlib import Path
 
 import llama_cpp
 import pytest
-
-from app import __version__
+from qwq_chat.app import __version__
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -72,14 +71,19 @@ def test_sdist_and_wheel_carry_the_version_and_assets(dist: Path) -> None:
     assert wheel.name == f"qwq_chat-{__version__}-py3-none-any.whl"
     assert sdist.name == f"qwq_chat-{__version__}.tar.gz"
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert shipped_assets() <= names, shipped_assets() - names
-    assert {"app/cli.py", "convert/__init__.py", "rl_finetune/__init__.py"} <= names
+    in_wheel = {"qwq_chat/" + name for name in shipped_assets()}
+    assert in_wheel <= names, in_wheel - names
+    assert {"qwq_chat/app/cli.py", "qwq_chat/convert/__init__.py"} <= names
+    assert "qwq_chat/rl_finetune/__init__.py" in names
+    # One top-level import package: nothing named app, convert, rl_finetune or assets.
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == {"qwq_chat"}, top
     metadata = zipfile.ZipFile(wheel).read(f"qwq_chat-{__version__}.dist-info/METADATA").decode()
     assert f"Version: {__version__}" in metadata
     assert re.search(r"^Requires-Dist: llama-cpp-python", metadata, re.MULTILINE)
     assert "Requires-Dist: torch" in metadata and 'extra == "hf"' in metadata  # torch is optional
     entry_points = zipfile.ZipFile(wheel).read(f"qwq_chat-{__version__}.dist-info/entry_points.txt")
-    assert b"qwq-chat = app.cli:main" in entry_points
+    assert b"qwq-chat = qwq_chat.app.cli:main" in entry_points
     with tarfile.open(sdist) as tar:
         members = {m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name}
     assert shipped_assets() <= members
@@ -139,7 +143,8 @@ def test_wheel_installs_and_runs_in_a_clean_venv(dist: Path, tmp_path: Path) -> 
         [
             str(py),
             "-c",
-            "import app, importlib.util, json; from app.assets import asset_path;"
+            "import qwq_chat.app as app, importlib.util, json;"
+            " from qwq_chat.app.assets import asset_path;"
             "print(json.dumps({'app': app.__file__,"
             " 'template': str(asset_path('chat_template.jinja')),"
             " 'torch': importlib.util.find_spec('torch') is not None}))",
@@ -155,3 +160,38 @@ def test_wheel_installs_and_runs_in_a_clean_venv(dist: Path, tmp_path: Path) -> 
     template = (REPO / "assets" / "chat_template.jinja").read_bytes()
     assert Path(info["template"]).read_bytes() == template
     assert info["torch"] is False
+
+    # Beside unrelated installed packages named `app` and `convert`, and a user's own app.py and
+    # convert.py in the working directory, all of them import and qwq-chat still runs.
+    for name in ("app", "convert"):
+        source = tmp_path / f"unrelated-{name}"
+        (source / name).mkdir(parents=True)
+        (source / name / "__init__.py").write_text(f"WHO = 'unrelated {name}'\n")
+        (source / "pyproject.toml").write_text(
+            f'[project]\nname = "unrelated-{name}"\nversion = "1.0"\n'
+            f'[tool.setuptools]\npackages = ["{name}"]\n'
+        )
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "--quiet", "--no-build-isolation", str(source)],
+            check=True,
+            timeout=300,
+            env=env,
+        )
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    for name in ("app", "convert"):
+        (workdir / f"{name}.py").write_text(f"raise SystemExit('the user\\'s own {name}.py ran')\n")
+    both = subprocess.run(
+        [str(py), "-c", "import app, convert, qwq_chat.app.cli; print(app.WHO, '|', convert.WHO)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert both.stdout.strip() == "unrelated app | unrelated convert", both.stderr
+    assert run("--version").stdout.strip() == f"qwq-chat {__version__}"
+    in_project = subprocess.run(
+        [str(exe), "--version"], capture_output=True, text=True, timeout=60, cwd=workdir, env=env
+    )
+    assert in_project.stdout.strip() == f"qwq-chat {__version__}", in_project.stderr

@@ -118,7 +118,7 @@ def test_compose_runs_the_sandbox_beside_the_trainer() -> None:
 
 
 def test_sandbox_url_variable_is_the_one_the_rewards_read() -> None:
-    from rl_finetune.rewards import SANDBOX_URL_ENV
+    from qwq_chat.rl_finetune.rewards import SANDBOX_URL_ENV
 
     compose = yaml.safe_load((REPO / "packaging" / "compose.yaml").read_text())
     assert SANDBOX_URL_ENV in compose["services"]["train"]["environment"]

@@ -8,13 +8,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from rl_finetune import toy
+from qwq_chat.rl_finetune import toy
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed")
 def test_code_reward_from_the_sandbox_rises(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from rl_finetune.pipeline import train
+    from qwq_chat.rl_finetune.pipeline import train
 
     base = toy.build_toy_model(tmp_path / "base", tiny_checkpoint)
     data = toy.write_code_datasets(tmp_path / "data")

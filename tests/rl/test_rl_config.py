@@ -6,11 +6,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from qwq_chat.app.cli import cli
+from qwq_chat.rl_finetune.config import ConfigError, RLConfig, dump_defaults, load_config
+from qwq_chat.rl_finetune.data import read_rows
 from typer.testing import CliRunner
-
-from app.cli import cli
-from rl_finetune.config import ConfigError, RLConfig, dump_defaults, load_config
-from rl_finetune.data import read_rows
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
@@ -113,7 +112,7 @@ def test_cli_reports_a_bad_config_without_traceback(tmp_path: Path) -> None:
 
     p = _write(tmp_path, "[cold_start]\nepochs = 0\n")
     r = subprocess.run(
-        [sys.executable, "-m", "app", "rl", "train", str(p)],
+        [sys.executable, "-m", "qwq_chat.app", "rl", "train", str(p)],
         capture_output=True,
         text=True,
         env={**os.environ, "COLUMNS": "300"},

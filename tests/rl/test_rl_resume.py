@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from rl_finetune import toy
+from qwq_chat.rl_finetune import toy
 
 
 def _config(tmp_path: Path, base: Path, data: dict[str, Path]) -> Path:
@@ -64,7 +64,7 @@ def test_killed_run_continues_from_its_checkpoint(tiny_checkpoint: Path, tmp_pat
     base = toy.build_toy_model(tmp_path / "base", tiny_checkpoint)
     data = toy.write_datasets(tmp_path / "data", n_cold=4, n_train=64)
     cfg = _config(tmp_path, base, data)
-    cmd = [sys.executable, "-m", "app", "rl", "train", str(cfg), "--no-eval"]
+    cmd = [sys.executable, "-m", "qwq_chat.app", "rl", "train", str(cfg), "--no-eval"]
     stage = tmp_path / "run" / "stage1"
     metrics = tmp_path / "run" / "metrics.jsonl"
 
@@ -102,11 +102,10 @@ def test_killed_run_continues_from_its_checkpoint(tiny_checkpoint: Path, tmp_pat
 
     # The run trained a LoRA adapter: export it as a GGUF adapter and apply it in llama.cpp on top
     # of the base GGUF, and also merged (fp32 merge -> bf16 GGUF); both load and generate.
+    from qwq_chat.app.cli import cli
+    from qwq_chat.convert.hf_to_gguf import convert_checkpoint
+    from qwq_chat.convert.llama_runtime import open_llama
     from typer.testing import CliRunner
-
-    from app.cli import cli
-    from convert.hf_to_gguf import convert_checkpoint
-    from convert.llama_runtime import open_llama
 
     run = tmp_path / "run"
     r = CliRunner().invoke(cli, ["rl", "export", str(run), "--lora-gguf"])

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rl_finetune.reward_model import (
-    answer_text,
-    build_tiny_reward_model,
-    make_reward_model_reward,
-    user_text,
-)
+from qwq_chat.rl_finetune.reward_model import answer_text, make_reward_model_reward, user_text
+from tiny_reward_model import build_tiny_reward_model
 
 
 def test_reasoning_is_stripped_and_scores_depend_on_the_answer(

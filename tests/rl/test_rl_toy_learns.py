@@ -12,9 +12,8 @@ import re
 from pathlib import Path
 
 import pytest
+from qwq_chat.app.cli import cli
 from typer.testing import CliRunner
-
-from app.cli import cli
 
 SEED = 0
 
@@ -104,11 +103,11 @@ def test_export_to_gguf_and_quantized_scores_match_hf_eval(toy_run: dict) -> Non
     bf16 = run / "export" / "model-bf16.gguf"
     q8 = run / "export" / "model-Q8_0.gguf"
     assert bf16.is_file() and q8.is_file()
-    from convert.quantize import quantize_gguf
+    from qwq_chat.convert.quantize import quantize_gguf
 
     q4 = quantize_gguf(bf16, run / "export" / "model-Q4_K_M.gguf", "Q4_K_M")
 
-    from rl_finetune.evaluate import evaluate
+    from qwq_chat.rl_finetune.evaluate import evaluate
 
     data = [toy_run["dir"] / "data" / "eval.jsonl"]
     common = dict(k=4, temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=16, math_suffix="")
@@ -164,10 +163,10 @@ def test_export_to_gguf_and_quantized_scores_match_hf_eval(toy_run: dict) -> Non
 def test_stage2_reward_model_and_rules_run_and_math_eval_is_reported_before_and_after(
     toy_run: dict, tiny_checkpoint: Path
 ) -> None:
-    from rl_finetune.demo import prepare
-    from rl_finetune.evaluate import format_table, read_results
-    from rl_finetune.pipeline import train
-    from rl_finetune.reward_model import build_tiny_reward_model
+    from qwq_chat.rl_finetune.demo import prepare
+    from qwq_chat.rl_finetune.evaluate import format_table, read_results
+    from qwq_chat.rl_finetune.pipeline import train
+    from tiny_reward_model import build_tiny_reward_model
 
     out = toy_run["dir"]
     rm = build_tiny_reward_model(out / "reward-model", tiny_checkpoint)

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
-from rl_finetune.config import RLConfig
-from rl_finetune.model import NoCudaError, check_gpu_options, cuda_available
+from qwq_chat.rl_finetune.config import RLConfig
+from qwq_chat.rl_finetune.model import NoCudaError, check_gpu_options, cuda_available
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
@@ -34,7 +33,7 @@ def _cfg(tmp_path: Path, **stage1) -> RLConfig:
 
 
 def test_verl_run_uses_our_reward_module_code_server_and_dapo_settings(tmp_path: Path) -> None:
-    from rl_finetune.verl import launch_verl
+    from qwq_chat.rl_finetune.verl import launch_verl
 
     cfg = _cfg(tmp_path)
     script = launch_verl(cfg, dry_run=True)
@@ -80,8 +79,8 @@ def test_verl_run_uses_our_reward_module_code_server_and_dapo_settings(tmp_path:
 
 
 def test_verl_needs_a_reachable_code_server(tmp_path: Path) -> None:
-    from app.errors import UserError
-    from rl_finetune.verl import write_verl_run
+    from qwq_chat.app.errors import UserError
+    from qwq_chat.rl_finetune.verl import write_verl_run
 
     with pytest.raises(UserError, match="stage1.sandbox_url"):
         write_verl_run(_cfg(tmp_path, sandbox_url="auto"))
@@ -101,7 +100,7 @@ def test_qlora_and_vllm_say_they_need_cuda(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not cuda_available(), reason="no CUDA GPU")
 def test_qlora_loads_a_4bit_base_on_cuda(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from rl_finetune.model import load_policy
+    from qwq_chat.rl_finetune.model import load_policy
 
     cfg = _cfg(tmp_path)
     cfg.model.base = str(tiny_checkpoint)

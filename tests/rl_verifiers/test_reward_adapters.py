@@ -6,9 +6,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
-
-from rl_finetune import rewards
-from rl_finetune.sandbox.server import BackgroundServer, ServerConfig, serve_in_background
+from qwq_chat.app.sandbox.server import BackgroundServer, ServerConfig, serve_in_background
+from qwq_chat.rl_finetune import rewards
 
 GOOD = "<think>\n2+2 is 4\n</think>\n\nThe answer is $\\boxed{4}$."
 BAD = "<think>\nhmm\n</think>\n\nThe answer is $\\boxed{5}$."

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from rl_finetune.verifiers.rules import (
+from qwq_chat.rl_finetune.verifiers.rules import (
     UnknownInstruction,
     format_score,
     instruction_score,

@@ -11,9 +11,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from math_corpus import CORPUS, R  # noqa: E402
-
-from rl_finetune.verifiers import math as mv  # noqa: E402
-from rl_finetune.verifiers.answer import boxed_contents, final_answer, strip_reasoning  # noqa: E402
+from qwq_chat.rl_finetune.verifiers import math as mv  # noqa: E402
+from qwq_chat.rl_finetune.verifiers.answer import boxed_contents, final_answer, strip_reasoning  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from app.events import ToolCall
-from app.tools import python_tool as pt
-from app.tools.base import ToolError
-from app.tools.registry import build_registry
+from qwq_chat.app.events import ToolCall
+from qwq_chat.app.tools import python_tool as pt
+from qwq_chat.app.tools.base import ToolError
+from qwq_chat.app.tools.registry import build_registry
 
 
 def test_registry_offers_python_and_runs_it() -> None:

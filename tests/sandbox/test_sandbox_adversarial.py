@@ -13,9 +13,8 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from qwq_chat.app.sandbox.server import BackgroundServer, ServerConfig, serve_in_background  # noqa: E402
 from sandbox_helpers import processes_with  # noqa: E402
-
-from rl_finetune.sandbox.server import BackgroundServer, ServerConfig, serve_in_background  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -66,13 +65,13 @@ def test_fork_bomb(server: BackgroundServer) -> None:
 def test_sleeping_code_dies_with_a_killed_server() -> None:
     import subprocess
 
-    from rl_finetune.sandbox.client import SandboxClient
-    from rl_finetune.sandbox.server import free_port
+    from qwq_chat.app.sandbox.client import SandboxClient
+    from qwq_chat.app.sandbox.server import free_port
 
     marker = f"orphan-{uuid.uuid4().hex}"
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rl_finetune.sandbox.server", "--port", str(port)],
+        [sys.executable, "-m", "qwq_chat.app.sandbox.server", "--port", str(port)],
         stderr=subprocess.DEVNULL,
     )
     try:

@@ -13,9 +13,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
+from qwq_chat.app.sandbox.server import ServerConfig, serve_in_background  # noqa: E402
 from sandbox_helpers import processes_with  # noqa: E402
-
-from rl_finetune.sandbox.server import ServerConfig, serve_in_background  # noqa: E402
 
 N_REQUESTS = 1000
 CONCURRENCY = 32

@@ -6,8 +6,7 @@ import os
 import time
 
 import pytest
-
-from rl_finetune.sandbox.runner import Limits, Sandbox, SandboxUnavailable
+from qwq_chat.app.sandbox.runner import Limits, Sandbox, SandboxUnavailable
 
 
 @pytest.fixture(scope="module")

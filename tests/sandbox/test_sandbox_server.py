@@ -15,9 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from rl_finetune.sandbox.client import SandboxClient
-from rl_finetune.sandbox.server import (
+from qwq_chat.app.sandbox.client import SandboxClient
+from qwq_chat.app.sandbox.server import (
     BackgroundServer,
     ServerConfig,
     free_port,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from qwq_chat.app.tui.widgets.growing import LONG_LINE, GrowingText, MarkdownText
 from textual.app import App, ComposeResult
 from textual.containers import VerticalScroll
 from textual.geometry import Offset
 from textual.selection import Selection
 from tui_helpers import drawn_strips, screen_lines
-
-from app.tui.widgets.growing import LONG_LINE, GrowingText, MarkdownText
 
 DOC = """# Plan
 

@@ -5,6 +5,18 @@ from __future__ import annotations
 import json
 import threading
 
+from qwq_chat.app.tui.chat_screen import HISTORY_PAGE, ui_cpu_share
+from qwq_chat.app.tui.screens.modals import ConfirmScreen, EditScreen, RenameScreen
+from qwq_chat.app.tui.screens.settings import SettingsScreen
+from qwq_chat.app.tui.widgets.growing import MarkdownText
+from qwq_chat.app.tui.widgets.message import (
+    AssistantMessage,
+    ReasoningSection,
+    ToolCallView,
+    UserMessage,
+    code_blocks,
+)
+from scripted_engine import qwq_turn, words
 from textual.widgets import Input, TextArea
 from tui_helpers import (
     ANSWER,
@@ -15,19 +27,6 @@ from tui_helpers import (
     send,
     wait_for,
     wait_idle,
-)
-
-from app.engines.scripted import qwq_turn, words
-from app.tui.chat_screen import HISTORY_PAGE, ui_cpu_share
-from app.tui.screens.modals import ConfirmScreen, EditScreen, RenameScreen
-from app.tui.screens.settings import SettingsScreen
-from app.tui.widgets.growing import MarkdownText
-from app.tui.widgets.message import (
-    AssistantMessage,
-    ReasoningSection,
-    ToolCallView,
-    UserMessage,
-    code_blocks,
 )
 
 
@@ -318,7 +317,33 @@ async def test_settings_modal_changes_sampling_and_system_prompt() -> None:
         saved = app.store.get_settings(app.chat_screen.session.conversation_id)
         assert saved["system_prompt"] == "You are terse."
         assert saved["sampling"]["temperature"] == 0.3
-        assert saved["sampling"]["max_tokens"] == 500
+        assert saved["limits"]["max_tokens"] == 500
+        assert engine.calls[-1]["max_tokens"] <= 500
+
+
+async def test_per_chat_reasoning_budget_survives_reopening() -> None:
+    """The budget set in the settings dialog is saved with the chat and used again after reopening."""
+    app, engine = make_app([qwq_turn("a", "One."), qwq_turn("b", "Two."), qwq_turn("c", "3.")])
+    async with app.run_test(size=(120, 50)) as pilot:
+        await send(pilot, app, "first")
+        first_id = app.chat_screen.session.conversation_id
+        await pilot.press("f3")
+        await pilot.pause()
+        assert app.screen.query_one("#reasoning_budget", Input).value == "0"
+        app.screen.query_one("#reasoning_budget", Input).value = "7"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.chat_screen.session.reasoning_budget == 7
+        await pilot.press("ctrl+n")  # another chat, then back to the first one
+        await send(pilot, app, "other")
+        assert app.chat_screen.session.reasoning_budget == 0  # the config's value, not chat 1's
+        app.chat_screen.session = app.new_session(first_id)
+        await app.chat_screen.show_conversation()
+        await pilot.pause()
+        assert app.chat_screen.session.reasoning_budget == 7
+        await pilot.press("f3")
+        await pilot.pause()
+        assert app.screen.query_one("#reasoning_budget", Input).value == "7"
 
 
 async def test_keymap_override_from_settings() -> None:
@@ -402,7 +427,7 @@ async def test_long_conversation_mounts_only_recent_messages() -> None:
     app, _ = make_app()
     store = app.store
     conv = store.create_conversation("long")
-    from app.messages import Message
+    from qwq_chat.app.messages import Message
 
     for i in range(150):
         store.add_message(conv, Message("user", content=f"question {i}"))

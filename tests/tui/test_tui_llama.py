@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qwq_chat.app.config import load_settings
+from qwq_chat.app.engines import create_engine
+from qwq_chat.app.store import open_store
+from qwq_chat.app.tui.app import ChatApp
+from qwq_chat.app.tui.widgets.message import AssistantMessage, ReasoningSection
 from tui_helpers import wait_for, wait_idle
-
-from app.config import load_settings
-from app.engines import create_engine
-from app.store import open_store
-from app.tui.app import ChatApp
-from app.tui.widgets.message import AssistantMessage, ReasoningSection
 
 
 def real_app(model: Path, **overrides) -> ChatApp:

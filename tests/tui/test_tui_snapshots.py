@@ -4,9 +4,8 @@
 from __future__ import annotations
 
 import pytest
+from qwq_chat.app.tui.widgets import message
 from tui_helpers import make_app, send, wait_idle
-
-from app.tui.widgets import message
 
 SIZE = (110, 36)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from app.config import load_settings
-from app.engines.scripted import ScriptedEngine, qwq_turn
-from app.events import Stats
-from app.store import open_store
-from app.tui.app import ChatApp
+from qwq_chat.app.config import load_settings
+from qwq_chat.app.events import Stats
+from qwq_chat.app.store import open_store
+from qwq_chat.app.tui.app import ChatApp
+from scripted_engine import ScriptedEngine, qwq_turn
 
 REASONING = "The user says hello. I should greet them back politely and offer help. " * 3
 ANSWER = (

@@ -1,10 +1,16 @@
-"""Per-conversation settings: system prompt and sampling, validated like the config file."""
+"""Per-conversation settings: system prompt, sampling and limits, validated like the config file.
+
+The fields and their labels come from `Sampling` and `Limits` (qwq_chat.app.sampling), so a new
+sampling setting shows up here, in the config file and in what is saved with a chat at once.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from qwq_chat.app.sampling import Limits, Sampling, field_titles
+from qwq_chat.app.tui.screens.modals import dialog_css
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -12,23 +18,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, TextArea
 
-from app.config import SamplingSettings
-from app.tui.screens.modals import dialog_css
-
-# (field, label) in display order; all live in SamplingSettings except max_tokens/reasoning_budget.
-SAMPLING_FIELDS = [
-    ("temperature", "Temperature"),
-    ("top_p", "Top p"),
-    ("top_k", "Top k"),
-    ("min_p", "Min p"),
-    ("repeat_penalty", "Repeat penalty"),
-    ("presence_penalty", "Presence penalty"),
-]
-LIMIT_FIELDS = [("max_tokens", "Max tokens"), ("reasoning_budget", "Reasoning budget (0: none)")]
-
 
 class SettingsScreen(ModalScreen[dict[str, Any] | None]):
-    """Dismisses with {"system_prompt", "sampling": {...}, "max_tokens", "reasoning_budget"}."""
+    """Dismisses with {"system_prompt": str, "sampling": Sampling, "limits": Limits}, or None."""
 
     DEFAULT_CSS = (
         dialog_css("SettingsScreen")
@@ -44,56 +36,44 @@ class SettingsScreen(ModalScreen[dict[str, Any] | None]):
     )
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "save", "Save")]
 
-    def __init__(self, values: dict[str, Any]) -> None:
+    def __init__(self, system_prompt: str, sampling: Sampling, limits: Limits) -> None:
         super().__init__()
-        self.values = values
+        self.system_prompt = system_prompt
+        self.sampling = sampling
+        self.limits = limits
 
     def compose(self) -> ComposeResult:
-        sampling = self.values.get("sampling", {})
         with Vertical():
             yield Label("Settings for this chat")
             with VerticalScroll():
                 yield Label("System prompt")
-                yield TextArea(
-                    self.values.get("system_prompt", ""), id="system_prompt", compact=True
-                )
-                for name, label in SAMPLING_FIELDS:
-                    with Horizontal(classes="row"):
-                        yield Label(label)
-                        yield Input(str(sampling.get(name, "")), id=name, compact=True)
-                for name, label in LIMIT_FIELDS:
-                    with Horizontal(classes="row"):
-                        yield Label(label)
-                        yield Input(
-                            str(self.values.get(name, "")), id=name, type="integer", compact=True
-                        )
+                yield TextArea(self.system_prompt, id="system_prompt", compact=True)
+                for values in (self.sampling, self.limits):
+                    for name, label in field_titles(type(values)).items():
+                        value = getattr(values, name)
+                        with Horizontal(classes="row"):
+                            yield Label(label)
+                            yield Input("" if value is None else str(value), id=name, compact=True)
             yield Label("", id="error")
             with Horizontal():
                 yield Button("Cancel", id="cancel")
                 yield Button("Save", id="ok", variant="primary")
 
+    def _read(self, model: type[BaseModel]) -> Any:
+        """The model built from its inputs; an empty input means "unset" (the field's default)."""
+        raw = {name: self.query_one(f"#{name}", Input).value.strip() for name in model.model_fields}
+        return model.model_validate({k: v for k, v in raw.items() if v != ""})
+
     def action_save(self) -> None:
-        raw = {name: self.query_one(f"#{name}", Input).value.strip() for name, _ in SAMPLING_FIELDS}
-        error = self.query_one("#error", Label)
         try:
-            sampling = SamplingSettings(**{k: v for k, v in raw.items() if v != ""})
+            sampling = self._read(Sampling)
+            limits = self._read(Limits)
         except ValidationError as exc:
             first = exc.errors()[0]
-            error.update(f"{first['loc'][0]}: {first['msg']}")
+            self.query_one("#error", Label).update(f"{first['loc'][0]}: {first['msg']}")
             return
-        result: dict[str, Any] = {
-            "system_prompt": self.query_one("#system_prompt", TextArea).text,
-            "sampling": sampling.model_dump(exclude={"seed"}),
-        }
-        for name, _ in LIMIT_FIELDS:
-            value = self.query_one(f"#{name}", Input).value.strip()
-            if value:
-                number = int(value)
-                if number < (1 if name == "max_tokens" else 0):
-                    error.update(f"{name}: must be at least {1 if name == 'max_tokens' else 0}")
-                    return
-                result[name] = number
-        self.dismiss(result)
+        system_prompt = self.query_one("#system_prompt", TextArea).text
+        self.dismiss({"system_prompt": system_prompt, "sampling": sampling, "limits": limits})
 
     @on(Button.Pressed, "#ok")
     def _ok(self) -> None:

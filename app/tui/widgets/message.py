@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
+from qwq_chat.app.events import ToolCall, ToolResult
+from qwq_chat.app.tui.widgets.growing import GrowingText, MarkdownText
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
@@ -24,9 +26,6 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Static
-
-from app.events import ToolCall, ToolResult
-from app.tui.widgets.growing import GrowingText, MarkdownText
 
 ReasoningMode = Literal["collapse", "open", "hidden"]
 

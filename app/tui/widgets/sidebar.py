@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from qwq_chat.app.store import ConversationInfo
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import Input, OptionList
 from textual.widgets.option_list import Option
-
-from app.store import ConversationInfo
 
 
 class Sidebar(Vertical):

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from qwq_chat.app.events import Stats
 from textual.reactive import reactive
 from textual.widgets import Static
-
-from app.events import Stats
 
 
 class StatusLine(Static):

@@ -1,4 +1,4 @@
-"""A deterministic engine that plays back scripted text: for UI tests, demos and the ingest benchmark.
+"""A deterministic engine that plays back scripted text: for UI tests and the ingest benchmark (tests only).
 
 It speaks the same `Engine` protocol as the real backends, so everything above it (splitter, session,
 store, TUI) runs for real; only the model is replaced. Each call to `stream()` plays the next turn of
@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from app.engines.base import Chunk, Sampling
-from app.events import Stats
+from qwq_chat.app.engine_protocol import Chunk
+from qwq_chat.app.events import Stats
+from qwq_chat.app.sampling import Sampling
 
 Turn = list[str] | Callable[[], Iterable[str]]
 
@@ -43,6 +44,9 @@ class ScriptedEngine:
 
     name = "scripted"
     prompt_opens_reasoning = True  # like QwQ's template: output starts inside the reasoning
+    description = "scripted engine (tests)"
+    placement = "CPU only"
+    load_warning = None
 
     def __init__(
         self,
@@ -73,20 +77,28 @@ class ScriptedEngine:
         self,
         messages: list[dict[str, Any]],
         sampling: Sampling,
+        max_tokens: int,
         tools: list[dict[str, Any]] | None = None,
         prefill: str = "",
     ) -> Iterator[Chunk]:
         self._cancel.clear()
         self.streaming = True
         try:
-            yield from self._play(messages, sampling, prefill)
+            yield from self._play(messages, sampling, max_tokens, prefill)
         finally:
             self.streaming = False
 
     def _play(
-        self, messages: list[dict[str, Any]], sampling: Sampling, prefill: str
+        self, messages: list[dict[str, Any]], sampling: Sampling, max_tokens: int, prefill: str
     ) -> Iterator[Chunk]:
-        self.calls.append({"messages": messages, "sampling": sampling, "prefill": prefill})
+        self.calls.append(
+            {
+                "messages": messages,
+                "sampling": sampling,
+                "max_tokens": max_tokens,
+                "prefill": prefill,
+            }
+        )
         turn = self.turns[min(len(self.calls) - 1, len(self.turns) - 1)]
         pieces = turn() if callable(turn) else turn
         start = time.perf_counter()
@@ -101,7 +113,7 @@ class ScriptedEngine:
             if self._cancel.is_set():
                 finish = "cancelled"
                 break
-            if count >= sampling.max_tokens:
+            if count >= max_tokens:
                 finish = "length"
                 break
             if self.delay_s or self.release_gil:
@@ -109,7 +121,7 @@ class ScriptedEngine:
             if first is None:
                 first = time.perf_counter() - start
             count += 1
-            yield Chunk(text=piece)
+            yield Chunk(text=piece, tokens=1)
         elapsed = time.perf_counter() - start
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages)
         yield Chunk(

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from rl_finetune.sandbox.prewarm import BOOTSTRAP, Started, WarmPool, payload, rlimits_for
+from qwq_chat.app.sandbox.prewarm import BOOTSTRAP, Started, WarmPool, payload, rlimits_for
 
 RunStatus = Literal["finished", "timeout", "output_limit", "sandbox_error"]
 Isolation = Literal["bwrap", "none"]

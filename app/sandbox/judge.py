@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from rl_finetune.sandbox.runner import RunResult
+from qwq_chat.app.sandbox.runner import RunResult
 
 Verdict = Literal[
     "passed",

@@ -1,4 +1,4 @@
-"""`qwq-chat sandbox serve`: the code execution server (see rl_finetune/sandbox/server.py)."""
+"""`qwq-chat sandbox serve`: the code execution server (see app/sandbox/server.py)."""
 
 from __future__ import annotations
 
@@ -25,10 +25,10 @@ def register(cli: typer.Typer) -> None:
         """Serve POST /run_code (SandboxFusion's shape), POST /evaluate and GET /health."""
         import logging
 
-        from app.errors import UserError
-        from rl_finetune.sandbox.runner import SandboxUnavailable
-        from rl_finetune.sandbox.server import ServerConfig
-        from rl_finetune.sandbox.server import serve as run_server
+        from qwq_chat.app.errors import UserError
+        from qwq_chat.app.sandbox.runner import SandboxUnavailable
+        from qwq_chat.app.sandbox.server import ServerConfig
+        from qwq_chat.app.sandbox.server import serve as run_server
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         config = ServerConfig(max_queue=max_queue, unsafe_no_isolation=unsafe_no_isolation)

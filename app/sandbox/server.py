@@ -2,11 +2,11 @@
 
 Start it with `qwq-chat sandbox serve`, or from Python:
 
-    from rl_finetune.sandbox.server import serve_in_background
+    from qwq_chat.app.sandbox.server import serve_in_background
     with serve_in_background() as server:          # a thread in this process, a free port
         httpx.post(server.url + "/evaluate", json={"code": ..., "tests": [...]})
 
-    from rl_finetune.sandbox.server import launch_subprocess
+    from qwq_chat.app.sandbox.server import launch_subprocess
     with launch_subprocess() as server:            # a separate process (survives a busy event loop)
         ...
 
@@ -35,13 +35,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from qwq_chat.app.sandbox.judge import BadTest, TestCase, program_for, to_result
+from qwq_chat.app.sandbox.runner import Limits, RunResult, Sandbox
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-
-from rl_finetune.sandbox.judge import BadTest, TestCase, program_for, to_result
-from rl_finetune.sandbox.runner import Limits, RunResult, Sandbox
 
 log = logging.getLogger("qwq_chat.sandbox")
 
@@ -392,7 +391,7 @@ def serve_in_background(
 
 
 class SubprocessServer:
-    """The server as a child process (`python -m rl_finetune.sandbox.server`); `.url`, `.close()`."""
+    """The server as a child process (`python -m qwq_chat.app.sandbox.server`); `.url`, `.close()`."""
 
     def __init__(
         self, port: int | None = None, extra_args: list[str] | None = None, log_file: Any = None
@@ -403,7 +402,7 @@ class SubprocessServer:
             [
                 sys.executable,
                 "-m",
-                "rl_finetune.sandbox.server",
+                "qwq_chat.app.sandbox.server",
                 "--port",
                 str(self.port),
                 *(extra_args or []),
@@ -464,7 +463,7 @@ def _wait_healthy(url: str, timeout: float, alive: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m rl_finetune.sandbox.server [--host H] [--port N] [--concurrency N] [--unsafe-no-isolation]`."""
+    """`python -m qwq_chat.app.sandbox.server [--host H] [--port N] [--concurrency N] [--unsafe-no-isolation]`."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
