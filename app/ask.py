@@ -20,6 +20,7 @@ from qwq_chat.app.events import (
     Stats,
     ToolCall,
     ToolResult,
+    draft_summary,
     to_json,
 )
 
@@ -92,6 +93,8 @@ def _stats_line(stats: Stats | None, done: Done) -> str:
         parts.append(f"{stats.completion_tokens} tokens")
         if stats.tokens_per_second:
             parts.append(f"{stats.tokens_per_second:.1f} tok/s")
+        if (draft := draft_summary(stats)) is not None:
+            parts.append(draft)
         if stats.time_to_first_token_s is not None:
             parts.append(f"first token {stats.time_to_first_token_s:.2f} s")
         parts.append(f"prompt {stats.prompt_tokens} ({stats.prompt_tokens_processed} processed)")
@@ -126,27 +129,40 @@ def run_ask(
     save: bool = True,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    approve_tools: bool = False,
 ) -> int:
     """Answer `prompt` with the engine `settings` describe; returns the process exit code."""
     from qwq_chat.app.engines import create_engine
     from qwq_chat.app.logs import setup_logging
     from qwq_chat.app.session import Session
     from qwq_chat.app.store import Store, open_store
-    from qwq_chat.app.tools.registry import build_registry
+    from qwq_chat.app.tools.approvals import headless_approver
+    from qwq_chat.app.tools.toolbox import build_toolbox
 
     setup_logging()
     out = out or sys.stdout
     err = err or sys.stderr
+    # MCP servers start while the model loads; the first question waits until they are ready.
+    tools = build_toolbox(settings, approver=headless_approver(approve_tools, err))
     store = open_store() if save else Store(":memory:")
     if store.warning:
         err.write(f"warning: {store.warning}\n")
-    engine = create_engine(settings, progress=err.isatty())
+    try:
+        engine = create_engine(settings, progress=err.isatty())
+    except BaseException:
+        tools.close()
+        raise
     if engine.load_warning:
         err.write(f"warning: {engine.load_warning}\n")
     if not as_json:
         err.write(f"--- {engine.description}\n")
     printer = JsonPrinter(out) if as_json else HeadingPrinter(out, err)
-    session = Session.from_settings(settings, store, engine, tools=build_registry(settings.tools))
+    if tools.mcp is not None:
+        tools.mcp.wait_ready()
+        for name, state in tools.mcp.servers.items():
+            if state.error:
+                err.write(f"warning: MCP server {name}: {state.error}\n")
+    session = Session.from_settings(settings, store, engine, tools=tools)
     events = session.send(prompt)
     done: Done | None = None
     code: int | None = None
@@ -167,6 +183,7 @@ def run_ask(
             session.cancel()
         events.close()  # an interrupted answer is marked stopped in the store, never lost
         engine.close()
+        tools.close()
         store.close()
     if code is not None:
         return code

@@ -57,10 +57,12 @@ def _register_subcommands() -> None:
 
     for module in (
         "qwq_chat.app.commands",
+        "qwq_chat.app.serve.cli",
         "qwq_chat.convert.cli",
         "qwq_chat.rl_finetune.cli",
         "qwq_chat.app.sandbox.cli",
         "qwq_chat.app.doctor",
+        "qwq_chat.app.tool_commands",
     ):
         importlib.import_module(module).register(cli)
 

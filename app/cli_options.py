@@ -34,6 +34,17 @@ ENGINE_OPTIONS: dict[str, tuple[Any, Any]] = {
         int | None,
         typer.Option(None, "--reasoning-budget", help="Close the reasoning after N tokens (0: off)."),
     ),
+    "draft_model": (
+        str | None,
+        typer.Option(
+            None, "--draft-model",
+            help="Speculative decoding: a draft GGUF path or REPO[:QUANT] with the model's tokenizer, or ngram (prompt lookup).",
+        ),
+    ),
+    "mcp_config": (
+        str | None,
+        typer.Option(None, "--mcp-config", help="JSON file of MCP servers (the mcpServers shape)."),
+    ),
 }  # fmt: skip
 
 

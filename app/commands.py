@@ -33,6 +33,9 @@ def ask(
     no_save: bool = typer.Option(
         False, "--no-save", help="Do not keep this exchange in the chat history."
     ),
+    approve_tools: bool = typer.Option(
+        False, "--approve-tools", help="Run MCP tools without asking (else their calls are denied)."
+    ),
     engine: dict[str, Any] | None = None,
 ) -> None:
     """Ask one question: reasoning, then answer, streamed to the terminal."""
@@ -41,7 +44,10 @@ def ask(
     settings = settings_from_options(ctx, **(engine or {}), max_tokens=max_tokens)
     text = read_prompt(prompt)
     ensure_model(settings)
-    raise typer.Exit(run_ask(settings, text, as_json=json_output, save=not no_save))
+    code = run_ask(
+        settings, text, as_json=json_output, save=not no_save, approve_tools=approve_tools
+    )
+    raise typer.Exit(code)
 
 
 def render_prompt(

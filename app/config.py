@@ -17,7 +17,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 from qwq_chat.app import paths
 from qwq_chat.app.errors import UserError
+from qwq_chat.app.reasoning import ReasoningSettings
 from qwq_chat.app.sampling import Limits, Sampling
 
 CONFIG_FILE_NAME = "config.toml"
@@ -46,6 +47,7 @@ DEFAULT_KEYMAP: dict[str, str] = {
     "copy_answer": "ctrl+y",
     "settings": "f3",
     "toggle_theme": "f4",
+    "tools": "f6",
     "quit": "ctrl+q",
 }
 
@@ -85,6 +87,43 @@ class OpenAISettings(_Strict):
     timeout_s: float = Field(600.0, gt=0)
 
 
+class McpServerSettings(_Strict):
+    """One MCP server (`[mcp.servers.NAME]`, or an entry of a `mcpServers` JSON file).
+
+    stdio: `command`, `args`, `env`, `cwd`; Streamable HTTP: `url`, `headers`. Strings may hold
+    `${VAR}` (filled from the environment when the server starts, so secrets stay out of files).
+    """
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
+    timeout_s: float | None = Field(None, gt=0)  # per call; None: [mcp] timeout_s
+
+
+class McpSettings(_Strict):
+    """MCP tool servers and the approval rules (docs/tools.md)."""
+
+    servers: dict[str, McpServerSettings] = Field(default_factory=dict)
+    timeout_s: float = Field(60.0, gt=0)  # a tool call that takes longer becomes a tool error
+    startup_timeout_s: float = Field(30.0, gt=0)  # a server not ready by then is marked failed
+    max_result_chars: int = Field(100_000, ge=1000)  # a longer result becomes a tool error
+    always_allow: list[str] = Field(default_factory=list)  # "SERVER/TOOL": run without asking
+    approve_builtin: bool = False  # true: the built-in tools ask before each call too
+
+
+class DraftSettings(_Strict):
+    """Speculative decoding, llama backend (docs/models-and-gpus.md, "Faster decoding")."""
+
+    # auto: as `draft_model` says (unset: off); off: never; ngram: prompt lookup; model: draft_model
+    kind: Literal["auto", "off", "ngram", "model"] = "auto"
+    max_tokens: int = Field(8, ge=1, le=64)  # longest guess the main model checks in one pass
+    adaptive: bool = True  # shorter guesses after rejections, longer after full acceptance
+
+
 _toml_source: ContextVar[dict[str, Any] | None] = ContextVar("_toml_source", default=None)
 
 
@@ -120,6 +159,8 @@ class Settings(BaseSettings, Limits):
     flash_attn: bool = False
     cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"  # KV cache type (quantized needs flash_attn)
     yarn: bool = False  # YaRN x4 for inputs longer than 32k tokens (docs/models-and-gpus.md)
+    draft_model: str | None = None  # speculative decoding: "ngram", a draft GGUF or REPO[:QUANT]
+    draft: DraftSettings = Field(default_factory=DraftSettings)
     # max_tokens and reasoning_budget: from Limits (qwq_chat.app.sampling), per assistant reply
     max_tool_rounds: int = Field(8, ge=0)
     tools: list[str] = Field(default_factory=lambda: ["calculator"])
@@ -127,6 +168,11 @@ class Settings(BaseSettings, Limits):
     sampling: Sampling = Field(default_factory=Sampling)
     openai: OpenAISettings = Field(default_factory=OpenAISettings)
     ui: UISettings = Field(default_factory=UISettings)
+    reasoning: ReasoningSettings = Field(default_factory=ReasoningSettings)  # effort, loop guard
+    mcp: McpSettings = Field(default_factory=McpSettings)
+    mcp_config: str | None = None  # a JSON file of servers in the `mcpServers` shape (--mcp-config)
+    # The TOML file these settings were read from (where "always allow" is remembered).
+    _config_path: Path | None = PrivateAttr(None)
 
     @field_validator("n_gpu_layers", mode="before")
     @classmethod
@@ -175,7 +221,9 @@ def load_settings(config_path: str | Path | None = None, **overrides: Any) -> Se
     data = _read_toml(path) if path.is_file() else {}
     token = _toml_source.set(data)
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings._config_path = path
+        return settings
     except ValidationError as exc:
         raise UserError(_describe(exc, path)) from None
     finally:

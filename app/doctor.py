@@ -180,7 +180,31 @@ def pull_hint() -> str:
             f"QwQ-32B's smallest listed quant ({hub.DEFAULT_QUANT}) does not fit here; use a remote "
             "server: qwq-chat --backend openai --base-url URL --model NAME"
         )
-    return f"qwq-chat models pull {hub.DEFAULT_REPO} --quant {quant}  (or pass --model PATH.gguf)"
+    return (
+        f"qwq-chat models pull {hub.DEFAULT_REPO} --quant {quant}  (or pass --model PATH.gguf); "
+        f"for faster decoding also: qwq-chat models pull {hub.DRAFT_REPO} --quant {hub.DRAFT_QUANT}"
+    )
+
+
+def check_draft() -> Check:
+    """Speculative decoding: what drafts for the configured model, or the draft that would match."""
+    from qwq_chat.app import hub
+    from qwq_chat.app.config import load_settings
+    from qwq_chat.app.errors import UserError
+
+    try:
+        settings = load_settings()
+    except UserError:
+        return Check("draft", "info", "settings unreadable (see the config check)")
+    details: dict[str, Any] = {"draft_model": settings.draft_model, "kind": settings.draft.kind}
+    if settings.draft_model and settings.draft.kind != "off":
+        return Check(
+            "draft", "ok", f"speculative decoding with {settings.draft_model}", details=details
+        )
+    hint = hub.draft_hint(settings.model, settings.n_ctx)
+    if hint is None:
+        return Check("draft", "info", "speculative decoding off", details=details)
+    return Check("draft", "info", "speculative decoding off", fix=hint, details=details)
 
 
 def check_models(models_dir: Path) -> Check:
@@ -393,6 +417,7 @@ def run_checks() -> list[Check]:
         check_memory(total, available),
         check_models(paths.models_dir()),
         check_configured_model(total, gpus),
+        check_draft(),
         check_training(gpus),
         check_sandbox(),
     ]

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from qwq_chat.app.errors import UserError
 from qwq_chat.app.events import Stats, ToolCall
 from qwq_chat.app.sampling import Sampling
 
@@ -52,11 +53,16 @@ class Engine(Protocol):
         max_tokens: int,
         tools: list[dict[str, Any]] | None = None,
         prefill: str = "",
+        grammar: Any = None,
+        raw_prompt: str | None = None,
     ) -> Iterator[Chunk]:
         """Generate the assistant's next turn for an OpenAI-style message list.
 
         At most `max_tokens` new tokens. `prefill` is text appended after the generation prompt
         (used to continue a turn, or to force `</think>` when the reasoning budget runs out).
+        `grammar` (a `llama_cpp.LlamaGrammar`) constrains every generated token; the session
+        passes it only once the reasoning is closed. `raw_prompt` replaces the rendered chat
+        (`serve`'s /v1/completions). Engines that cannot honour them raise a `UserError`.
         """
         ...
 
@@ -67,6 +73,14 @@ class Engine(Protocol):
     def close(self) -> None:
         """Free the model / connection."""
         ...
+
+
+def unsupported_options(engine: str, grammar: Any, raw_prompt: str | None) -> None:
+    """For engines without grammars or raw prompts: a clear error instead of ignoring them."""
+    if grammar is not None:
+        raise UserError(f"the {engine} backend cannot constrain output with a grammar; use llama")
+    if raw_prompt is not None:
+        raise UserError(f"the {engine} backend cannot complete raw prompts; use llama")
 
 
 class Toolbox(Protocol):

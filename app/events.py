@@ -45,6 +45,7 @@ class ToolResult:
     content: str
     id: str = ""
     is_error: bool = False
+    duration_s: float | None = None  # how long the tool ran (shown in the TUI's tool entry)
     type: str = field(default="tool_result", init=False)
 
 
@@ -60,7 +61,20 @@ class Stats:
     tokens_per_second: float | None = None
     context_size: int | None = None
     gpu_layers: int | None = None
+    # Speculative decoding (docs/models-and-gpus.md): share of drafted tokens the main model kept,
+    # and tokens gained per main-model pass (1.0 without a draft); None when it was off.
+    draft_acceptance_rate: float | None = None
+    tokens_per_pass: float | None = None
     type: str = field(default="stats", init=False)
+
+
+def draft_summary(stats: Stats) -> str | None:
+    """The status line and ask summary for speculative decoding ("draft 72% · 2.4 tok/pass")."""
+    if stats.tokens_per_pass is None:
+        return None
+    rate = stats.draft_acceptance_rate
+    kept = f"{rate:.0%}" if rate is not None else "no guesses"
+    return f"draft {kept} · {stats.tokens_per_pass:.1f} tok/pass"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +82,14 @@ class Done:
     """End of one assistant turn. `finish_reason`: stop, length, cancelled, error, reasoning_budget.
 
     `reasoning_unfinished`: the last message's reasoning never closed (cut by max tokens or a stop).
+    `detail`: why a reasoning control stepped in (the loop guard's finding), for the status line.
+    finish_reason "reasoning_loop": the loop guard closed or stopped the reasoning.
     """
 
     finish_reason: str = "stop"
     error: str | None = None
     reasoning_unfinished: bool = False
+    detail: str | None = None
     type: str = field(default="done", init=False)
 
 
@@ -83,4 +100,6 @@ def to_json(event: Event) -> dict[str, Any]:
     """The `--json` line for an event: {"type": ..., ...fields}."""
     data = asdict(event)
     data["type"] = event.type
+    if isinstance(event, Done) and event.detail is None:
+        del data["detail"]  # only there when a reasoning control stepped in
     return data

@@ -34,6 +34,13 @@ QUANT_SIZES_GB: dict[str, float] = {
     "Q4_K_M": 19.85,
 }
 RUNTIME_OVERHEAD_GB = 4.0 + 1.5  # 16k-token f16 KV cache + compute buffers and the OS
+# QwQ-32B's draft model for speculative decoding (docs/models-and-gpus.md, "Faster decoding"):
+# the same tokenizer, ~65x fewer parameters. Q8_0 file 0.68 GB; its f16 KV cache 12 KiB a token
+# (24 layers x 2 KV heads x 64 x K,V x 2 bytes), 0.2 GB at the default 16k context.
+DRAFT_REPO = "Qwen/Qwen2.5-0.5B-Instruct-GGUF"
+DRAFT_QUANT = "Q8_0"
+DRAFT_SIZE_GB = 0.68
+DRAFT_KV_BYTES_PER_TOKEN = 24 * 2 * 64 * 2 * 2
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(?::[\w.-]+)?$")
 _SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
@@ -297,6 +304,18 @@ def usable_memory_bytes() -> int | None:
         if gpu is not None and gpu.free_bytes is not None:
             return gpu.free_bytes
     return memory_bytes()[0]
+
+
+def draft_hint(model: str | None, n_ctx: int = 16384) -> str | None:
+    """The matching draft model and what it costs, for a QwQ model reference or path; else None."""
+    if not model or "qwq" not in model.lower():
+        return None
+    memory_gb = DRAFT_SIZE_GB + n_ctx * DRAFT_KV_BYTES_PER_TOKEN / 1e9
+    return (
+        f"faster decoding: --draft-model {DRAFT_REPO}:{DRAFT_QUANT} (Qwen2.5-0.5B-Instruct, same "
+        f"tokenizer; ~{memory_gb:.1f} GB more memory at a {n_ctx}-token context) or "
+        "--draft-model ngram (no extra memory)"
+    )
 
 
 def no_model_message(memory_bytes: int | None = None) -> str:

@@ -39,14 +39,16 @@ from qwq_chat.app.events import (
     ToolResult,
 )
 from qwq_chat.app.messages import FINISHED, UNFINISHED, Message, history_for_model
+from qwq_chat.app.reasoning import DEFAULT_BUDGET_MESSAGE, Effort, LoopDetector, ReasoningSettings
 from qwq_chat.app.sampling import Limits, Sampling
-from qwq_chat.app.splitter import Splitter
+from qwq_chat.app.splitter import THINK_CLOSE, Splitter
 from qwq_chat.app.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-BUDGET_NOTICE = "\n\nConsidering the limited time, I have to give the solution based on the thinking directly now.\n"
-BUDGET_CLOSE = BUDGET_NOTICE + "</think>\n\n"
+BUDGET_NOTICE = DEFAULT_BUDGET_MESSAGE
+REASONING_CLOSE = "</think>\n\n"
+BUDGET_CLOSE = BUDGET_NOTICE + REASONING_CLOSE
 TITLE_CHARS = 60
 
 
@@ -84,12 +86,18 @@ class Session:
         self.sampling = sampling or Sampling()
         self.limits = limits or Limits()
         self.system_prompt = system_prompt
+        self.disabled_tools: list[str] = []  # tools switched off for this chat (saved with it)
         self.conversation_id = conversation_id
         self.store_warning: str | None = store.warning
         self._messages: list[Message] = []
         self._cancel = threading.Event()
         self._busy = threading.Lock()
         self._last_persist = 0.0
+        # Reasoning controls (qwq_chat.app.reasoning); `serve` sets them per request.
+        self.reasoning = ReasoningSettings()
+        self.answer_now = False  # reasoning effort "none": close the reasoning before it starts
+        self.answer_grammar: Any = None  # an engine grammar for the answer only (after </think>)
+        self.finish_detail: str | None = None  # why a reasoning control stepped in (last reply)
         if conversation_id is not None:
             if store.get_conversation(conversation_id) is None:
                 raise SessionError(f"no conversation with id {conversation_id!r}")
@@ -116,7 +124,12 @@ class Session:
             tools=tools,
             max_tool_rounds=settings.max_tool_rounds,
             model_name=settings.model,
-        )
+        ).with_reasoning(settings.reasoning)
+
+    def with_reasoning(self, reasoning: ReasoningSettings) -> Session:
+        """Use these reasoning controls (effort budgets, budget message, loop guard)."""
+        self.reasoning = reasoning
+        return self
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -151,8 +164,11 @@ class Session:
         system_prompt: str | None = None,
         sampling: Sampling | None = None,
         limits: Limits | None = None,
+        disabled_tools: list[str] | None = None,
     ) -> None:
-        """Change this conversation's system prompt, sampling and/or limits; saved with it."""
+        """Change this conversation's system prompt, sampling, limits and/or tool choice; saved."""
+        if disabled_tools is not None:
+            self.disabled_tools = list(disabled_tools)
         if system_prompt is not None:
             self.system_prompt = system_prompt
         if sampling is not None:
@@ -168,6 +184,7 @@ class Session:
             "system_prompt": self.system_prompt,
             "sampling": self.sampling.model_dump(),
             "limits": self.limits.model_dump(),
+            "disabled_tools": list(self.disabled_tools),
         }
 
     def _save_settings(self) -> None:
@@ -178,6 +195,7 @@ class Session:
         """The record `settings_record` wrote; chats saved before limits existed kept max_tokens
         inside "sampling"."""
         self.system_prompt = saved.get("system_prompt", self.system_prompt)
+        self.disabled_tools = list(saved.get("disabled_tools") or [])
         sampling = dict(saved.get("sampling") or {})
         limits = {**self.limits.model_dump(), **(saved.get("limits") or {})}
         old_max_tokens = sampling.pop("max_tokens", None)
@@ -213,6 +231,26 @@ class Session:
             self._truncate(index)
             self._append(Message("user", content=text))
             yield from self._generate()
+
+    def reply(self, messages: list[Message]) -> Iterator[Event]:
+        """Answer a conversation the caller holds whole (`serve`: each request brings its history).
+
+        The messages are added as they are (the last is usually a user or tool message) and one
+        assistant turn is generated; tool calls are run only if this session has a toolbox.
+        """
+        with self._exclusive():
+            first = next((m.content for m in messages if m.role == "user"), "")
+            self._ensure_conversation(first)
+            for message in messages:
+                self._append(message)
+            yield from self._generate()
+
+    def set_reasoning_effort(self, effort: Effort) -> None:
+        """low / medium / high: the effort's budget; none: answer without reasoning."""
+        self.answer_now = effort == "none"
+        if not self.answer_now:
+            budget = self.reasoning.budget_for(effort)
+            self.limits = self.limits.replace(reasoning_budget=budget)
 
     def cancel(self) -> None:
         """Stop the running generation soon (safe from any thread); what was generated is kept."""
@@ -296,6 +334,7 @@ class Session:
         engine = self._require_engine()
         tools = self.tools.schemas() if self.tools is not None and len(self.tools) else None
         finish, error, unfinished = "stop", None, False
+        self.finish_detail = None
         for round_index in range(self.max_tool_rounds + 1):
             message = self._append(Message("assistant", status=UNFINISHED))
             calls: list[ToolCall] = []
@@ -326,7 +365,12 @@ class Session:
             if self._cancel.is_set():
                 finish = "cancelled"
                 break
-        yield Done(finish_reason=finish, error=error, reasoning_unfinished=unfinished)
+        yield Done(
+            finish_reason=finish,
+            error=error,
+            reasoning_unfinished=unfinished,
+            detail=self.finish_detail,
+        )
 
     def _stream_message(
         self,
@@ -335,45 +379,81 @@ class Session:
         tools: list[dict[str, Any]] | None,
         calls: list[ToolCall],
     ) -> Iterator[Event]:
-        """Fill `message` from the engine; returns the finish reason (via StopIteration)."""
+        """Fill `message` from the engine; returns the finish reason (via StopIteration).
+
+        Reasoning controls continue the turn with a prefill (the engine reuses the KV cache, so
+        this costs only the new tokens): the budget and a second loop close the reasoning, a first
+        loop adds a nudge to it, `answer_now` closes it before it starts, and `answer_grammar`
+        applies from `</think>` on (or from the start when the prompt opens no reasoning).
+        """
         history = history_for_model(self._messages[:-1], self.system_prompt)
         prefill = ""
         raw = ""  # the model's own text (what a prefill must repeat to continue it)
         tokens = reasoning_tokens = 0
-        budget_used = False
+        budget_used = loop_closed = nudged = grammar_on = opened = False
+        guard = LoopDetector(self.reasoning) if self.reasoning.loop_guard != "off" else None
         splitter: Splitter | None = None
         finish = "stop"
         stats: Stats | None = None
+        seen: list[Stats] = []  # every stream's figures: the first prompt, all prompt evaluation
         while True:
             left = max(1, self.limits.max_tokens - tokens)
-            stream = engine.stream(history, self.sampling, left, tools=tools, prefill=prefill)
-            restart = False
+            extra = {"grammar": self.answer_grammar} if grammar_on else {}
+            stream = engine.stream(
+                history, self.sampling, left, tools=tools, prefill=prefill, **extra
+            )
+            action: str | None = None
             try:
                 for chunk in stream:
                     if splitter is None:
                         splitter = Splitter(engine.prompt_opens_reasoning)
+                    if not opened:  # the engine now knows whether its prompt opened reasoning
+                        opened = True
+                        action = self._opening_action(engine.prompt_opens_reasoning)
+                        if action:
+                            break
                     tokens += chunk.tokens
-                    if chunk.reasoning or splitter.in_reasoning or splitter.undecided:
+                    was_reasoning = splitter.in_reasoning
+                    if chunk.reasoning or was_reasoning or splitter.undecided:
                         reasoning_tokens += chunk.tokens
                     events: list[Event] = []
                     if chunk.text:
                         if not chunk.reasoning:
                             raw += chunk.text
                         events = splitter.feed(chunk.text, chunk.reasoning)
+                    if (
+                        self.answer_grammar is not None
+                        and not grammar_on
+                        and was_reasoning
+                        and not splitter.in_reasoning
+                        and THINK_CLOSE in raw
+                    ):  # the reasoning just closed: the answer is written again, constrained
+                        events = [e for e in events if not isinstance(e, AnswerDelta)]
+                        action = "grammar"
                     events.extend(chunk.tool_calls)
                     for event in events:
                         self._apply(message, event, calls)
+                        if guard is not None and isinstance(event, ReasoningDelta):
+                            guard.feed(event.text)
                     if chunk.stats is not None:
                         if splitter.undecided or not splitter.saw_reasoning:
                             reasoning_tokens = 0  # held text so far is not known to be reasoning
-
-                        stats = dataclasses.replace(chunk.stats, reasoning_tokens=reasoning_tokens)
+                        seen.append(chunk.stats)
+                        stats = dataclasses.replace(
+                            chunk.stats,
+                            reasoning_tokens=reasoning_tokens,
+                            completion_tokens=sum(s.completion_tokens for s in seen),
+                            prompt_tokens=seen[0].prompt_tokens,  # the conversation, no prefill
+                            prompt_tokens_processed=sum(s.prompt_tokens_processed for s in seen),
+                        )
                         message.stats = _stats_dict(stats)
                         events.append(stats)
                     if chunk.finish_reason:
                         finish = chunk.finish_reason
                     self._persist(message)  # before the UI shows it: what was seen is on disk
                     yield from events
+                    if action:
+                        break
                     if self._cancel.is_set():
                         # The engine saw cancel() too and ends within a token or so; reading on
                         # keeps its final chunk (stats) rather than dropping the connection.
@@ -384,28 +464,70 @@ class Session:
                         and reasoning_tokens >= self.reasoning_budget
                         and splitter.in_reasoning
                     ):
-                        restart = True
+                        action = "budget"
                         break
+                    if guard is not None and guard.fired and splitter.in_reasoning:
+                        action = "loop"
+                        break
+                if action is not None:  # end this stream at once, keeping its figures
+                    engine.cancel()
+                    seen.extend(rest.stats for rest in stream if rest.stats is not None)
             finally:
                 close = getattr(stream, "close", None)
                 if close is not None:
                     close()
             if self._cancel.is_set():
                 finish = "cancelled"
-            if not restart:
                 break
-            # Reasoning budget spent: close the reasoning ourselves and let the model answer.
+            if action is None:
+                break
             assert splitter is not None
+            if action == "answer_now":  # effort "none": an empty reasoning, then the answer
+                prefill = raw = REASONING_CLOSE
+                splitter = Splitter.after_reasoning()
+                grammar_on = self.answer_grammar is not None
+                continue
+            if action == "grammar_start":  # no reasoning in this prompt: constrain everything
+                grammar_on = True
+                splitter = None
+                continue
+            if action == "grammar":
+                prefill = raw = raw[: raw.rindex(THINK_CLOSE) + len(THINK_CLOSE)] + "\n\n"
+                splitter = Splitter.after_reasoning()
+                grammar_on = True
+                continue
+            assert guard is not None or action == "budget"
+            if action == "loop":
+                self.finish_detail = f"loop guard: {guard.fired if guard else ''}"
+                if self.reasoning.loop_guard == "stop":
+                    finish = "reasoning_loop"
+                    self.finish_detail += "; stopped"
+                    break
             for event in splitter.finish():
                 self._apply(message, event, calls)
                 yield event
-            prefill = (raw or message.reasoning) + BUDGET_CLOSE
-            notice = ReasoningDelta(BUDGET_NOTICE)
-            self._apply(message, notice, calls)
-            yield notice
-            raw = prefill
-            splitter = Splitter.after_reasoning()
-            budget_used = True
+            if action == "loop" and not nudged:  # first loop: a nudge, and the reasoning goes on
+                notice = self.reasoning.loop_nudge
+                prefill = raw = raw + notice
+                splitter = Splitter(start_in_reasoning=True)
+                nudged = True
+                self.finish_detail = f"{self.finish_detail}; nudged to conclude"
+                if guard is not None:
+                    guard.reset()
+            else:  # the budget is spent, or it looped again: close the reasoning, let it answer
+                if action == "loop":
+                    notice = self.reasoning.loop_nudge
+                    loop_closed = True
+                    self.finish_detail = f"{self.finish_detail}; reasoning closed"
+                else:
+                    notice = self.reasoning.budget_message
+                    budget_used = True
+                prefill = raw = (raw or message.reasoning) + notice + REASONING_CLOSE
+                splitter = Splitter.after_reasoning()
+                grammar_on = self.answer_grammar is not None
+            event = ReasoningDelta(notice)
+            self._apply(message, event, calls)
+            yield event
         if splitter is not None:
             for event in splitter.finish():
                 self._apply(message, event, calls)
@@ -413,12 +535,21 @@ class Session:
             message.reasoning_unfinished = splitter.reasoning_unfinished and not (
                 calls and finish == "stop"
             )
-        if budget_used and finish == "stop":
-            finish = "reasoning_budget"
+        if finish == "stop" and (budget_used or loop_closed):
+            finish = "reasoning_loop" if loop_closed else "reasoning_budget"
         message.status = FINISHED
         message.finish_reason = finish
         self._persist(message, force=True)
         return finish
+
+    def _opening_action(self, opens_reasoning: bool | None) -> str | None:
+        """Before the first token: skip the reasoning (effort none) or constrain a no-reasoning
+        prompt from the start (the engine knows only once it rendered the prompt)."""
+        if self.answer_now and opens_reasoning:
+            return "answer_now"
+        if self.answer_grammar is not None and opens_reasoning is False:
+            return "grammar_start"
+        return None
 
     def _apply(self, message: Message, event: Event, calls: list[ToolCall]) -> None:
         if isinstance(event, ReasoningDelta):

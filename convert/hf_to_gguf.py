@@ -249,9 +249,7 @@ def _write_general(writer, ckpt: Checkpoint) -> None:
     """
     import gguf
 
-    total = sum(
-        t.n_elements for t in ckpt.tensors if not t.name.endswith(IGNORED_TENSOR_SUFFIXES)
-    )
+    total = sum(t.n_elements for t in ckpt.tensors if not t.name.endswith(IGNORED_TENSOR_SUFFIXES))
     try:
         meta = gguf.Metadata.load(None, ckpt.path, None, total)
     except Exception as exc:  # noqa: BLE001 - a malformed model card or generation config
@@ -488,9 +486,13 @@ def convert_checkpoint(
     out_path: Path | str,
     outtype: str = "auto",
     progress: bool = False,
+    split_max_size: int | None = None,
 ) -> Path:
-    """Convert a Qwen2-family HF checkpoint to GGUF at `out_path`; returns the path written."""
+    """Convert a Qwen2-family HF checkpoint to GGUF at `out_path`; returns the path written (the
+    first piece, `NAME-00001-of-0000N.gguf`, when `split_max_size` bytes of tensor data per file
+    make it split: see convert/gguf_split.py)."""
     import gguf
+    from qwq_chat.convert.gguf_split import atomic_pieces
 
     out_path = Path(out_path)
     _check_output_path(out_path)
@@ -498,8 +500,14 @@ def convert_checkpoint(
     outtype = resolve_outtype(ckpt, outtype)
     planned = plan_tensors(ckpt, outtype)
 
-    with atomic_output(out_path) as tmp:
-        writer = gguf.GGUFWriter(tmp, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.QWEN2])
+    data_bytes = sum(p.nbytes for p in planned)
+    with atomic_pieces(out_path) as out:
+        writer = gguf.GGUFWriter(
+            out.tmp,
+            arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.QWEN2],
+            # A model that fits in one piece stays one plain file (no split keys).
+            split_max_size=split_max_size if split_max_size and data_bytes > split_max_size else 0,
+        )
         try:
             write_metadata(writer, ckpt, outtype)
             for p in planned:
@@ -514,17 +522,19 @@ def convert_checkpoint(
             _stream_tensors(writer, planned, progress)
         finally:
             writer.close()
-    return out_path
+    return out.files[0]
 
 
 def _stream_tensors(writer, planned: list[PlannedTensor], progress: bool) -> None:
-    """Write every tensor's data, aligned as GGUF requires, one bounded block at a time."""
-    fout = writer.fout[0]
+    """Write every tensor's data, aligned as GGUF requires, one bounded block at a time, into the
+    writer's file (or the piece gguf-py assigned it to when splitting)."""
+    piece_of = {name: i for i, infos in enumerate(writer.tensors) for name in infos}
     max_row = max(p.source.nbytes // max(p.shape[0], 1) for p in planned if len(p.shape) > 1)
     buf = bytearray(max(CHUNK_BYTES, max_row))
     total = sum(p.source.nbytes for p in planned)
     with _progress_bar(progress, total) as advance:
         for p in planned:
+            fout = writer.fout[piece_of[p.name]]
             convert = _converter(p.source.dtype, p.qtype)
             writer.write_padding(fout, fout.tell())
             if convert is _same_bytes and _copy_in_kernel(p.source, fout):
@@ -543,7 +553,8 @@ def _stream_tensors(writer, planned: list[PlannedTensor], progress: bool) -> Non
             if written != p.nbytes:
                 raise ConvertError(f"internal error: wrote {written} bytes for {p.name}")
             writer.write_padding(fout, written)
-        fout.flush()
+        for fout in writer.fout:
+            fout.flush()
 
 
 class _progress_bar:

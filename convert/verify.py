@@ -183,6 +183,7 @@ def verify(
 ) -> Report:
     """Run both parity checks and return the report (the CLI prints it and sets the exit code)."""
     from qwq_chat.convert.errors import ConvertError
+    from qwq_chat.convert.gguf_split import split_pieces
     from qwq_chat.convert.hf_to_gguf import load_checkpoint
     from qwq_chat.convert.llama_runtime import open_llama
     from transformers import AutoTokenizer
@@ -193,6 +194,7 @@ def verify(
     load_checkpoint(checkpoint)  # same input checks (and messages) as `qwq_chat.convert`
     if not gguf_path.is_file():
         raise ConvertError(f"{gguf_path} does not exist: give the GGUF file to verify")
+    split_pieces(gguf_path)  # a split model: every piece present (llama.cpp loads them all)
     corpus = TOKENIZER_CORPUS if corpus is None else corpus
     prompts = LOGIT_PROMPTS if prompts is None else prompts
     report = Report(file_type_name(gguf_path))

@@ -81,6 +81,10 @@ def eval_cmd(
         help="Appended to math prompts ('' for none).",
     ),
     sandbox_url: str = typer.Option("", help="Code server for code rows."),
+    tools: str = typer.Option(
+        "", "--tools", help="Tool loop on with these chat tools, e.g. python,calculator."
+    ),
+    max_tool_calls: int = typer.Option(4, help="Tool-calling turns per sample (with --tools)."),
 ) -> None:
     """pass@1 and pass@k with the project's verifiers, for HF checkpoints and GGUF (llama.cpp)."""
     from qwq_chat.app.paths import data_dir
@@ -99,6 +103,8 @@ def eval_cmd(
         label=label,
         math_suffix=math_suffix,
         sandbox_url=sandbox_url or None,
+        tools=[t.strip() for t in tools.split(",") if t.strip()] or None,
+        max_tool_calls=max_tool_calls,
     )
     path = results or data_dir() / "rl-eval.jsonl"
     append_result(path, result)
@@ -156,12 +162,22 @@ def demo_cmd(
     tokenizer_from: Path = typer.Option(
         None, help="Copy QwQ's tokenizer files from this checkpoint instead of building them."
     ),
+    tools: bool = typer.Option(
+        False, "--tools", help="The tool toy: the answer is data only the python tool can read."
+    ),
 ) -> None:
     """The CPU toy: cold start -> stage 1 GRPO -> eval; ends with `accuracy: before=A0 after=A1`."""
-    from qwq_chat.rl_finetune.demo import run_demo
+    from qwq_chat.rl_finetune.demo import run_demo, run_tool_demo
 
-    a0, a1 = run_demo(out, steps=steps or None, seed=seed, tokenizer_dir=tokenizer_from)
-    typer.echo(f"plots: {out / 'plots'}")
+    if tools:
+        a0, a1, r0, r1 = run_tool_demo(
+            out, steps=steps or None, seed=seed, tokenizer_dir=tokenizer_from
+        )
+        typer.echo(f"plots: {out / 'run' / 'plots'}")
+        typer.echo(f"tool calls: before={r0:.2f} after={r1:.2f}")
+    else:
+        a0, a1 = run_demo(out, steps=steps or None, seed=seed, tokenizer_dir=tokenizer_from)
+        typer.echo(f"plots: {out / 'plots'}")
     typer.echo(f"accuracy: before={a0:.2f} after={a1:.2f}")
 
 

@@ -184,6 +184,18 @@ class Stage1Section(GRPOSection):
         description="Code execution server URL; 'auto' starts `qwq-chat sandbox serve` on a free "
         "port for the run.",
     )
+    tools: list[str] = Field(
+        default_factory=list,
+        description="Tools the model may call during rollouts, by the chat's names (python, "
+        "calculator): a call ends the turn, the tool runs, its result comes back as "
+        "<tool_response> (masked from the loss) and generation continues. Empty: no tools.",
+    )
+    max_tool_calls: int = Field(
+        4, gt=0, description="Tool-calling turns per rollout (TRL max_tool_calling_iterations)."
+    )
+    malformed_call_penalty: float = Field(
+        0.0, ge=0, description="Subtracted from the reward of a rollout with an unreadable call."
+    )
 
 
 class Stage2Section(Stage1Section):
@@ -220,6 +232,11 @@ class EvalSection(_Section):
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling (QwQ card: 0.95).")
     max_new_tokens: int = Field(32768, gt=0, description="Generation limit per sample.")
     limit: int | None = Field(None, description="Only the first N rows (quick checks).")
+    tools: list[str] = Field(
+        default_factory=list,
+        description="Score with the tool loop on (the chat's tool names, e.g. python, calculator).",
+    )
+    max_tool_calls: int = Field(4, gt=0, description="Tool-calling turns per sample.")
 
 
 class LoggingSection(_Section):

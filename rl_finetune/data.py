@@ -138,12 +138,17 @@ def _read_hf(source: str, kind: Kind) -> list[dict[str, Any]]:
     return [_validate(schema, dict(r), f"{source}[{i}]") for i, r in enumerate(ds)]
 
 
-def render_prompt(tokenizer: Any, user: str, system: str | None = None) -> str:
-    """QwQ's chat-template prompt, ending inside the reasoning (`<think>\\n`)."""
+def render_prompt(
+    tokenizer: Any, user: str, system: str | None = None, tools: list[dict] | None = None
+) -> str:
+    """QwQ's chat-template prompt, ending inside the reasoning (`<think>\\n`); with `tools`
+    (schemas), the template's `# Tools` block as in tool rollouts."""
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": user}
     ]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer.apply_chat_template(
+        messages, tools=tools or None, tokenize=False, add_generation_prompt=True
+    )
 
 
 def math_user_text(prompt: str, suffix: str) -> str:

@@ -34,6 +34,8 @@ class EvalResult:
     temperature: float
     label: str = ""
     seconds: float = 0.0
+    tools: str = ""
+    tool_call_rate: float | None = None  # share of samples that called a tool (tool evals only)
     samples: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def row(self) -> dict[str, Any]:
@@ -135,12 +137,20 @@ def evaluate(
     math_suffix: str = MATH_SUFFIX,
     batch_size: int = 64,
     progress: bool = False,
+    tools: list[str] | None = None,
+    max_tool_calls: int = 4,
 ) -> EvalResult:
-    """Sample k completions per prompt and score them; HF dir or .gguf file."""
+    """Sample k completions per prompt and score them; HF dir or .gguf file. With `tools` (the
+    chat's tool names) the model may call them: HF through a text tool loop in QwQ's format,
+    GGUF through the chat's own Session and tool loop; the final answer is scored."""
     from qwq_chat.app.prompt import render
 
     rows = load_eval_rows(data, limit)
-    prompts = [render([{"role": "user", "content": user_text(r, math_suffix)}]) for r in rows]
+    schemas = _tool_schemas(tools)
+    prompts = [
+        render([{"role": "user", "content": user_text(r, math_suffix)}], tools=schemas)
+        for r in rows
+    ]
     path = Path(model)
     if not path.exists():
         raise UserError(f"{model}: no such checkpoint directory or GGUF file")
@@ -148,7 +158,15 @@ def evaluate(
     sampling = dict(
         temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens
     )
-    if path.suffix == ".gguf":
+    calls: list[list[int]] | None = None
+    if tools:
+        from qwq_chat.rl_finetune import tool_eval
+
+        run = tool_eval.generate_gguf if path.suffix == ".gguf" else tool_eval.generate_hf
+        backend = "llama.cpp" if path.suffix == ".gguf" else "transformers"
+        texts = [user_text(r, math_suffix) for r in rows]
+        outputs, calls = run(path, rows, texts, prompts, k, seed, tools, max_tool_calls, **sampling)
+    elif path.suffix == ".gguf":
         backend = "llama.cpp"
         outputs = _generate_gguf(path, prompts, k, seed, **sampling)
     else:
@@ -178,7 +196,21 @@ def evaluate(
         label=label,
         seconds=round(time.time() - start, 2),
         samples=samples,
+        tools=",".join(tools or []),
+        tool_call_rate=(
+            sum(c > 0 for cs in calls for c in cs) / max(1, sum(len(cs) for cs in calls))
+            if calls is not None
+            else None
+        ),
     )
+
+
+def _tool_schemas(names: list[str] | None) -> list[dict[str, Any]] | None:
+    if not names:
+        return None
+    from qwq_chat.rl_finetune.agentic import chat_tools
+
+    return [t.schema() for t in chat_tools(names)]
 
 
 def _generate_hf(
@@ -256,7 +288,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """One plain-text table: every evaluation so far, comparable line by line."""
-    head = ["label", "model", "backend", "data", "n", "k", "pass@1", "pass@k"]
+    head = ["label", "model", "backend", "data", "n", "k", "pass@1", "pass@k", "tools", "calls"]
     lines = [
         [
             r.get("label") or "-",
@@ -267,6 +299,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             str(r["k"]),
             f"{r['pass_at_1']:.3f}",
             f"{r['pass_at_k']:.3f}",
+            r.get("tools") or "-",
+            "-" if r.get("tool_call_rate") is None else f"{r['tool_call_rate']:.2f}",
         ]
         for r in rows
     ]

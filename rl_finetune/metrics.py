@@ -3,7 +3,8 @@
 TensorBoard gets the same numbers through the Trainer's own `report_to=["tensorboard"]`; the
 progress bar with ETA is the Trainer's. This callback adds the JSONL file the plots (and any
 script) read, with one row per logged step: stage, step, reward per verifier, accuracy, response
-length (mean/max), truncation ratio, KL, entropy, clip ratio and zero-variance-group fraction.
+length (mean/max), truncation ratio, KL, entropy, clip ratio and zero-variance-group fraction;
+with tools, the tool metrics (calls per rollout, share calling, errors, accuracy with/without).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _RENAME = {
 }
 
 # Reward functions whose mean is the "accuracy" (a 0/1 verifier).
-ACCURACY_REWARDS = ("math_accuracy_reward", "toy_accuracy_reward")
+ACCURACY_REWARDS = ("math_accuracy_reward", "toy_accuracy_reward", "tool_accuracy_reward")
 
 
 def normalise(logs: dict[str, Any]) -> dict[str, float]:
@@ -45,6 +46,12 @@ def normalise(logs: dict[str, Any]) -> dict[str, float]:
             continue
         if key in _RENAME:
             out[_RENAME[key]] = float(value)
+        elif key.startswith("tools/"):
+            # Tool rollouts (agentic.py): tool_calls_per_rollout, tool_call_rate, tool_error_rate,
+            # tool_malformed_rate, accuracy_with_tool / _without_tool; TRL's own call_frequency
+            # and failure_frequency become tool_call_frequency / tool_failure_frequency.
+            name = key[len("tools/") :]
+            out[name if name.startswith(("tool", "accuracy")) else f"tool_{name}"] = float(value)
         elif key.startswith("rewards/") and key.endswith("/mean"):
             name = key[len("rewards/") : -len("/mean")]
             out[f"reward/{name}"] = float(value)

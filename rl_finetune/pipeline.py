@@ -55,6 +55,8 @@ def eval_stage(cfg: RLConfig, model: Path, label: str) -> EvalResult | None:
         seed=cfg.run.seed,
         label=label,
         math_suffix=cfg.run.math_suffix,
+        tools=cfg.eval.tools or None,
+        max_tool_calls=cfg.eval.max_tool_calls,
     )
     append_result(cfg.output_dir / "eval.jsonl", result)
     return result

@@ -13,6 +13,13 @@ PLOTS = {
         "Response length (tokens)",
         lambda k: k in ("response_length_mean", "response_length_max"),
     ),
+    "tools.png": (
+        "Tool use: calls per rollout, share calling, errors, accuracy with/without a call",
+        lambda k: (
+            k in ("tool_calls_per_rollout", "tool_call_rate", "tool_error_rate")
+            or k in ("tool_malformed_rate", "accuracy_with_tool", "accuracy_without_tool")
+        ),
+    ),
     "health.png": (
         "Truncation, clipping, zero-variance groups, entropy, KL",
         lambda k: (
@@ -41,6 +48,8 @@ def write_plots(run_dir: Path) -> list[Path]:
         total += max((r["step"] for r in rows if r["stage"] == stage), default=0)
     for name, (title, wanted) in PLOTS.items():
         keys = sorted({k for r in rows for k in r if wanted(k)})
+        if name == "tools.png" and not keys:
+            continue  # a run without tools
         fig, ax = plt.subplots(figsize=(7, 4))
         for key in keys:
             pts = [(offsets[r["stage"]] + r["step"], r[key]) for r in rows if key in r]

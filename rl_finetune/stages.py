@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,7 @@ def run_cold_start(cfg: RLConfig, callbacks: list[Any] | None = None) -> Path:
     prompt+completion pairs with the loss on the completion only. (TRL's SFTTrainer does the same
     but was about 10x slower per step on CPU here, mostly in its extra full-vocabulary metrics.)
     """
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
     check_gpu_options(cfg)
     device = resolve_device(cfg)
@@ -109,10 +110,12 @@ def run_cold_start(cfg: RLConfig, callbacks: list[Any] | None = None) -> Path:
         from qwq_chat.rl_finetune.config import ConfigError
 
         raise ConfigError(f"{cfg.source}: [cold_start] is enabled but cold_start.data is empty")
+    # With tools in stage 1 the traces see the same `# Tools` block as the rollouts will.
+    tools = [t.schema() for t in _chat_tools(cfg.stage1.tools)] if cfg.stage1.tools else None
     examples = [
         _sft_example(
             tok,
-            render_prompt(tok, r["prompt"], cfg.run.system_prompt),
+            render_prompt(tok, r["prompt"], cfg.run.system_prompt, tools),
             r["completion"] + tok.eos_token,
             section.max_length,
         )
@@ -131,7 +134,7 @@ def run_cold_start(cfg: RLConfig, callbacks: list[Any] | None = None) -> Path:
         remove_unused_columns=False,
     )
     model = load_policy(cfg, None)
-    trainer = Trainer(
+    trainer = _labelled_logits_trainer()(
         model=model,
         args=args,
         train_dataset=examples,
@@ -146,13 +149,71 @@ def run_cold_start(cfg: RLConfig, callbacks: list[Any] | None = None) -> Path:
     return final_dir(cfg, "cold_start")
 
 
+# The turn QwQ's template inserts for tool results, up to the next reasoning opener: not the model's
+# text, so out of the loss (as TRL's tool_mask does in GRPO).
+_TOOL_TURN = re.compile(
+    r"\n<\|im_start\|>user\n<tool_response>.*?</tool_response><\|im_end\|>\n"
+    r"<\|im_start\|>assistant\n<think>\n",
+    re.S,
+)
+
+
+def _chat_tools(names: list[str]) -> list[Any]:
+    from qwq_chat.rl_finetune.agentic import chat_tools
+
+    return chat_tools(names)
+
+
 def _sft_example(tok: Any, prompt: str, completion: str, max_length: int) -> dict[str, list[int]]:
-    """input_ids = prompt + completion; labels = -100 on the prompt (completion-only loss)."""
+    """input_ids = prompt + completion; labels = -100 on the prompt and on tool-response turns
+    (the loss is on the model's own tokens only). Segments are tokenised separately, as TRL
+    concatenates them in tool rollouts."""
     p = tok(prompt, add_special_tokens=False).input_ids
-    c = tok(completion, add_special_tokens=False).input_ids
-    ids = (p + c)[:max_length]
-    labels = ([-100] * len(p) + c)[:max_length]
-    return {"input_ids": ids, "labels": labels}
+    ids, labels = list(p), [-100] * len(p)
+    pos = 0
+    for m in [*_TOOL_TURN.finditer(completion), None]:
+        own = completion[pos : m.start() if m else len(completion)]
+        if own:
+            c = tok(own, add_special_tokens=False).input_ids
+            ids += c
+            labels += c
+        if m:
+            t = tok(m.group(0), add_special_tokens=False).input_ids
+            ids += t
+            labels += [-100] * len(t)
+            pos = m.end()
+    return {"input_ids": ids[:max_length], "labels": labels[:max_length]}
+
+
+def _labelled_logits_loss(model: Any, inputs: dict[str, Any]) -> Any:
+    """Causal-LM loss computing logits only from the first labelled position on: with QwQ's
+    152k-token vocabulary the logits of long prompts (a `# Tools` block) dominate a step."""
+    import torch
+
+    labels = inputs["labels"]
+    n = labels.shape[1]
+    labelled = (labels != -100).any(dim=0).nonzero()
+    first = int(labelled[0]) if len(labelled) else n - 1
+    keep = n - first + 1 if first > 0 else n
+    out = model(
+        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep
+    )
+    logits = out.logits[:, :-1].float()
+    target = labels[:, n - keep + 1 :]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100
+    )
+
+
+def _labelled_logits_trainer() -> type:
+    from transformers import Trainer
+
+    class LabelledLogitsTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = _labelled_logits_loss(model, inputs)
+            return (loss, None) if return_outputs else loss
+
+    return LabelledLogitsTrainer
 
 
 class _PadCollator:
@@ -213,41 +274,59 @@ def grpo_args(cfg: RLConfig, stage: str, section: GRPOSection, device: str) -> A
         use_vllm=section.use_vllm,
         vllm_mode=section.vllm_mode,
         vllm_gpu_memory_utilization=section.vllm_gpu_memory_utilization,
+        **({"max_tool_calling_iterations": section.max_tool_calls} if section.tools else {}),
         # Only when asked: transformers 5.24 warns on the (deprecated) name even when it is False.
         **({"gradient_checkpointing": True} if cfg.model.gradient_checkpointing else {}),
     )
 
 
 def math_code_rows(cfg: RLConfig, section: Any, tok: Any) -> list[dict[str, Any]]:
-    """Stage-1 prompts: math rows carry `answer`, code rows `tests` (+ `entry_point`)."""
+    """Stage-1 prompts: math rows carry `answer`, code rows `tests` (+ `entry_point`); with
+    tools, a row's optional `stdin` is what the python tool's programs read."""
     rows: list[dict[str, Any]] = []
+    chat = bool(section.tools)
     for src in section.math_data:
         for r in read_rows(cfg.resolve(src), "math"):
             user = math_user_text(r["prompt"], cfg.run.math_suffix)
-            rows.append(_row(tok, cfg, user, answer=r["answer"]))
+            rows.append(_row(tok, cfg, user, chat, answer=r["answer"], stdin=r.get("stdin")))
     for src in section.code_data:
         for r in read_rows(cfg.resolve(src), "code"):
             rows.append(
-                _row(tok, cfg, r["prompt"], tests=r["tests"], entry_point=r.get("entry_point"))
+                _row(
+                    tok,
+                    cfg,
+                    r["prompt"],
+                    chat,
+                    tests=r["tests"],
+                    entry_point=r.get("entry_point"),
+                    stdin=r.get("stdin"),
+                )
             )
     return rows
 
 
 def general_rows(cfg: RLConfig, section: Any, tok: Any) -> list[dict[str, Any]]:
     return [
-        _row(tok, cfg, r["prompt"], constraints=r.get("constraints"))
+        _row(tok, cfg, r["prompt"], bool(section.tools), constraints=r.get("constraints"))
         for src in section.general_data
         for r in read_rows(cfg.resolve(src), "general")
     ]
 
 
-_COLUMNS = ("answer", "tests", "entry_point", "constraints")
+_COLUMNS = ("answer", "tests", "entry_point", "constraints", "stdin")
 
 
-def _row(tok: Any, cfg: RLConfig, user: str, **columns: Any) -> dict[str, Any]:
+def _row(tok: Any, cfg: RLConfig, user: str, chat: bool = False, **columns: Any) -> dict[str, Any]:
     """Every row has every column (None where it doesn't apply) so datasets can hold a mix; the
-    reward functions answer None for rows that aren't theirs."""
-    row = {"prompt": render_prompt(tok, user, cfg.run.system_prompt)}
+    reward functions answer None for rows that aren't theirs. `chat`: the prompt as messages,
+    which TRL renders itself with the tool schemas (tool rollouts need that)."""
+    if chat:
+        system = (
+            [{"role": "system", "content": cfg.run.system_prompt}] if cfg.run.system_prompt else []
+        )
+        row: dict[str, Any] = {"prompt": [*system, {"role": "user", "content": user}]}
+    else:
+        row = {"prompt": render_prompt(tok, user, cfg.run.system_prompt)}
     for name in _COLUMNS:
         value = columns.get(name)
         # Nested lists/dicts go in as JSON text: Arrow can't hold mixed test shapes in one column,
@@ -263,7 +342,16 @@ def stage_rewards(cfg: RLConfig, stage: str, rows: list[dict[str, Any]], sandbox
     section = getattr(cfg, stage)
     funcs: list[Callable[..., Any]] = []
     if any(r["answer"] is not None for r in rows):
-        funcs.append(rewards.math_accuracy_reward)
+        if section.tools:
+            from qwq_chat.rl_finetune.agentic import tool_accuracy_reward
+
+            funcs.append(tool_accuracy_reward)
+        else:
+            funcs.append(rewards.math_accuracy_reward)
+    if section.tools and section.malformed_call_penalty:
+        from qwq_chat.rl_finetune.agentic import make_malformed_call_penalty
+
+        funcs.append(make_malformed_call_penalty(section.malformed_call_penalty))
     if any(r["tests"] is not None for r in rows):
         funcs.append(rewards.make_code_reward(sandbox_url))
     if stage == "stage2":
@@ -342,14 +430,43 @@ def run_grpo(
     rows = rows if rows is not None else stage_dataset(cfg, stage, tok)
     funcs = reward_funcs or stage_rewards(cfg, stage, rows, sandbox_url)
     model = load_policy(cfg, stage_input(cfg, stage))
-    trainer = GRPOTrainer(
+    tool_kwargs: dict[str, Any] = {}
+    trainer_cls = GRPOTrainer
+    if section.tools:
+        from qwq_chat.rl_finetune.agentic import environment_class, set_response_parser
+
+        set_response_parser(tok)
+        tool_kwargs["environment_factory"] = environment_class(section.tools)
+        trainer_cls = _logging_trainer(GRPOTrainer, stage_dir(cfg, stage) / "rollouts.jsonl")
+    trainer = trainer_cls(
         model=model,
         reward_funcs=funcs,
         args=grpo_args(cfg, stage, section, device),
         train_dataset=Dataset.from_list(rows),
         processing_class=tok,
         callbacks=[JsonlMetrics(cfg.output_dir / "metrics.jsonl", stage), *(callbacks or [])],
+        **tool_kwargs,
     )
     trainer.train(resume_from_checkpoint=_resume_point(cfg, stage))
     save_policy(trainer.model, tok, final_dir(cfg, stage))
     return final_dir(cfg, stage)
+
+
+def _logging_trainer(base: type, path: Path) -> type:
+    """`base` that appends a few rollouts of every training batch to `path`: token ids, TRL's
+    tool mask and the decoded text in and out of the loss (how the masking is checked)."""
+    from qwq_chat.rl_finetune.agentic import batch_record
+
+    class RolloutLoggingTrainer(base):  # type: ignore[misc, valid-type]
+        def _generate_and_score_completions(self, inputs: Any) -> Any:
+            output = super()._generate_and_score_completions(inputs)
+            if self.model.training:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                records = batch_record(
+                    self.processing_class, output, int(self.state.global_step), inputs
+                )
+                with path.open("a", encoding="utf-8") as fh:
+                    fh.writelines(json.dumps(r) + "\n" for r in records)
+            return output
+
+    return RolloutLoggingTrainer

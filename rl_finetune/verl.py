@@ -4,8 +4,8 @@ We write (1) parquet files in verl's RL dataset shape (prompt as chat messages, 
 `reward_model.ground_truth`, `extra_info` with our code server URL) and (2) a list of Hydra overrides
 for `python -m verl.trainer.main_ppo` that point `custom_reward_function` at our
 `rl_finetune/rewards.py:compute_score`, set GRPO with DAPO's settings from our config, and size the
-cluster. verl is not installed here (CUDA + Ray); the command is written to RUN/verl/launch.sh and
-started only when verl imports, so the config can be checked on any machine.
+cluster. The command is written to RUN/verl/launch.sh; when verl's files are present the run is first
+checked against verl's own config (verl_check.py), and started only when not a dry run.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def verl_rows(cfg: RLConfig, sandbox_url: str) -> list[dict[str, Any]]:
                     ],
                     "ability": "math",
                     "reward_model": {"style": "rule", "ground_truth": r["answer"]},
-                    "extra_info": {"sandbox_url": sandbox_url},
+                    "extra_info": {"sandbox_url": sandbox_url, **_tools_kwargs(section, r)},
                 }
             )
     for src in section.code_data:
@@ -60,7 +60,17 @@ def verl_rows(cfg: RLConfig, sandbox_url: str) -> list[dict[str, Any]]:
     return rows
 
 
-def verl_overrides(cfg: RLConfig, train_file: Path, val_file: Path) -> list[str]:
+def _tools_kwargs(section: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """verl's per-row tool arguments: the row's `stdin` for the python tool's programs."""
+    if not section.tools:
+        return {}
+    stdin = row.get("stdin") or ""
+    return {"tools_kwargs": {t: {"create_kwargs": {"stdin": stdin}} for t in section.tools}}
+
+
+def verl_overrides(
+    cfg: RLConfig, train_file: Path, val_file: Path, tool_config: Path | None = None
+) -> list[str]:
     """Hydra overrides for verl's main_ppo (GRPO, DAPO clip-higher, our reward function)."""
     import qwq_chat.rl_finetune.rewards as rewards_module
 
@@ -105,9 +115,9 @@ def verl_overrides(cfg: RLConfig, train_file: Path, val_file: Path) -> list[str]
         "actor_rollout_ref.rollout.gpu_memory_utilization": s.vllm_gpu_memory_utilization
         if s.vllm_gpu_memory_utilization > 0.3
         else 0.6,
-        "custom_reward_function.path": str(Path(rewards_module.__file__).resolve()),
-        "custom_reward_function.name": "compute_score",
-        "reward_model.enable": False,
+        "reward.custom_reward_function.path": str(Path(rewards_module.__file__).resolve()),
+        "reward.custom_reward_function.name": "compute_score",
+        "reward.reward_model.enable": False,
         "trainer.n_gpus_per_node": engine.verl_gpus_per_node,
         "trainer.nnodes": engine.verl_nodes,
         "trainer.total_training_steps": s.max_steps,
@@ -124,12 +134,38 @@ def verl_overrides(cfg: RLConfig, train_file: Path, val_file: Path) -> list[str]
         kv["actor_rollout_ref.model.lora_alpha"] = cfg.lora.alpha
         kv["actor_rollout_ref.model.target_modules"] = "all-linear"
     if s.overlong_buffer:
-        kv["reward_model.reward_manager"] = "dapo"
-        kv["+reward_model.reward_kwargs.overlong_buffer_cfg.enable"] = True
-        kv["+reward_model.reward_kwargs.overlong_buffer_cfg.len"] = s.overlong_buffer
-        kv["+reward_model.reward_kwargs.overlong_buffer_cfg.penalty_factor"] = s.overlong_penalty
-        kv["+reward_model.reward_kwargs.max_resp_len"] = s.max_completion_length
+        kv["reward.reward_manager.name"] = "dapo"
+        kv["+reward.reward_kwargs.overlong_buffer_cfg.enable"] = True
+        kv["+reward.reward_kwargs.overlong_buffer_cfg.len"] = s.overlong_buffer
+        kv["+reward.reward_kwargs.overlong_buffer_cfg.penalty_factor"] = s.overlong_penalty
+        kv["+reward.reward_kwargs.max_resp_len"] = s.max_completion_length
+    if s.tools and tool_config is not None:
+        # verl's multi-turn rollout (its tool_agent loop) with the chat's tools; QwQ's
+        # <tool_call> JSON is the format verl calls "hermes".
+        kv["actor_rollout_ref.rollout.multi_turn.enable"] = True
+        kv["actor_rollout_ref.rollout.multi_turn.tool_config_path"] = str(tool_config)
+        kv["actor_rollout_ref.rollout.multi_turn.max_assistant_turns"] = s.max_tool_calls + 1
+        kv["actor_rollout_ref.rollout.multi_turn.format"] = "hermes"
+        kv["actor_rollout_ref.rollout.agent.default_agent_loop"] = "tool_agent"
     return [f"{k}={_hydra(v)}" for k, v in kv.items()]
+
+
+def write_tool_config(cfg: RLConfig, path: Path, sandbox_url: str) -> Path:
+    """verl's multi-turn tool file: each stage-1 tool as `verl_tools.SandboxTool` with the chat's
+    own schema (the one the model sees in `qwq-chat`)."""
+    import yaml
+    from qwq_chat.rl_finetune.agentic import chat_tools
+
+    entries = [
+        {
+            "class_name": "qwq_chat.rl_finetune.verl_tools.SandboxTool",
+            "config": {"type": "native", "tool": t.name, "sandbox_url": sandbox_url},
+            "tool_schema": t.schema(),
+        }
+        for t in chat_tools(cfg.stage1.tools)
+    ]
+    path.write_text(yaml.safe_dump({"tools": entries}, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def _hydra(value: Any) -> str:
@@ -144,7 +180,7 @@ def write_verl_run(cfg: RLConfig, sandbox_url: str | None = None) -> Path:
     import pyarrow.parquet as pq
 
     url = sandbox_url or (cfg.stage1.sandbox_url if cfg.stage1.sandbox_url != "auto" else "")
-    if cfg.stage1.code_data and not url:
+    if (cfg.stage1.code_data or "python" in cfg.stage1.tools) and not url:
         raise UserError(
             "verl runs on other machines: set stage1.sandbox_url to a code server they can reach "
             "(start one there with `qwq-chat sandbox serve --host 0.0.0.0`)"
@@ -156,7 +192,10 @@ def write_verl_run(cfg: RLConfig, sandbox_url: str | None = None) -> Path:
     train_file, val_file = out / "train.parquet", out / "val.parquet"
     pq.write_table(pa.Table.from_pylist(rows[n_val:] or rows), train_file)
     pq.write_table(pa.Table.from_pylist(rows[:n_val]), val_file)
-    overrides = verl_overrides(cfg, train_file, val_file)
+    tool_config = (
+        write_tool_config(cfg, out / "tool_config.yaml", url) if cfg.stage1.tools else None
+    )
+    overrides = verl_overrides(cfg, train_file, val_file, tool_config)
     (out / "overrides.json").write_text(json.dumps(overrides, indent=2))
     script = out / "launch.sh"
     env = f"QWQ_SANDBOX_URL={shlex.quote(url)} " if url else ""
@@ -176,6 +215,11 @@ def launch_verl(cfg: RLConfig, dry_run: bool = False) -> Path:
 
     script = write_verl_run(cfg)
     print(f"verl launch script: {script}")
+    if importlib.util.find_spec("verl") is not None:
+        from qwq_chat.rl_finetune.verl_check import check_run
+
+        check_run(script.parent)  # verl's own config, reward loader and tool schema accept it
+        print("verl config check: ok")
     if dry_run:
         return script
     if importlib.util.find_spec("verl") is None:

@@ -63,6 +63,7 @@ class ScriptedEngine:
         self.context_size = context_size
         self.gpu_layers = gpu_layers
         self.calls: list[dict[str, Any]] = []  # each stream() call: messages, sampling, prefill
+        self.grammars: list[Any] = []  # the grammar each stream() call was given (None: free)
         self._cancel = threading.Event()
         self.closed = False
         self.streaming = False
@@ -80,9 +81,12 @@ class ScriptedEngine:
         max_tokens: int,
         tools: list[dict[str, Any]] | None = None,
         prefill: str = "",
+        grammar: Any = None,
+        raw_prompt: str | None = None,
     ) -> Iterator[Chunk]:
         self._cancel.clear()
         self.streaming = True
+        self.grammars.append(grammar)
         try:
             yield from self._play(messages, sampling, max_tokens, prefill)
         finally:

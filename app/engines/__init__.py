@@ -25,7 +25,12 @@ def create_engine(settings: Any, progress: bool = False) -> Engine:
             from qwq_chat.app.hub import no_model_message
 
             raise UserError(no_model_message())
+        from qwq_chat.app.engines.speculative import draft_source
+
         path = resolve_model(settings.model, progress=progress)
+        draft = draft_source(settings.draft_model, settings.draft.kind)
+        if draft is not None and draft != "ngram":
+            draft = str(resolve_model(draft, progress=progress))
         return LlamaEngine(
             path,
             n_ctx=settings.n_ctx,
@@ -35,6 +40,9 @@ def create_engine(settings: Any, progress: bool = False) -> Engine:
             cache_type=settings.cache_type,
             yarn=settings.yarn,
             seed=settings.sampling.seed,
+            draft=draft,
+            draft_max=settings.draft.max_tokens,
+            draft_adaptive=settings.draft.adaptive,
         )
     if settings.backend == "openai":
         from qwq_chat.app.engines.openai_engine import OpenAIEngine

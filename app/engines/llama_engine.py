@@ -20,17 +20,24 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 from qwq_chat.app import paths
 from qwq_chat.app.engine_protocol import Chunk
 from qwq_chat.app.engines.gpu import GpuPlan, plan_layers
+from qwq_chat.app.engines.speculative import (
+    DRAFT_MAX,
+    SpeculativeDecoder,
+    applicable,
+    make_speculator,
+)
 from qwq_chat.app.errors import UserError
 from qwq_chat.app.events import Stats
 from qwq_chat.app.prompt import ChosenTemplate, choose_template, opens_reasoning, render
@@ -144,7 +151,11 @@ class LlamaEngine:
         cache_type: str = "f16",
         yarn: bool = False,
         seed: int | None = None,
+        draft: str | Path | None = None,
+        draft_max: int = DRAFT_MAX,
+        draft_adaptive: bool = True,
     ) -> None:
+        """`draft`: "ngram" or a draft GGUF path turns on speculative decoding (speculative.py)."""
         import llama_cpp
 
         path = Path(model_path).expanduser()
@@ -157,6 +168,12 @@ class LlamaEngine:
         self._cancel = threading.Event()
         self._piece_buf = ctypes.create_string_buffer(256)
         self.gpu_plan = self._plan_gpu(llama_cpp, path, n_gpu_layers, n_ctx, cache_type)
+        self.speculator: SpeculativeDecoder | None = None
+        if draft is not None and not flash_attn and not self.gpu_plan.offloaded:
+            # On the CPU, flash attention is batch-invariant: speculation stays lossless there
+            # (docs/models-and-gpus.md, "Faster decoding").
+            flash_attn = True
+            log.info("speculative decoding: flash attention turned on")
         kwargs: dict[str, Any] = {
             "model_path": str(path),
             "n_ctx": n_ctx,
@@ -213,6 +230,16 @@ class LlamaEngine:
 
         self._abort = _abort
         llama_cpp.llama_set_abort_callback(self.llm.ctx, self._abort, ctypes.c_void_p(0))
+        if draft is not None:
+            try:
+                with contextlib.redirect_stderr(_log_file), contextlib.redirect_stdout(_log_file):
+                    self.speculator = make_speculator(
+                        self.llm, draft, load_llama, n_gpu_layers=self.gpu_plan.n_gpu_layers,
+                        max_draft=draft_max, adaptive=draft_adaptive, n_threads=n_threads,
+                    )  # fmt: skip
+            except BaseException:
+                self.close()  # a refused draft must not leave the main model loaded
+                raise
 
     # -- set-up ----------------------------------------------------------------------------------
 
@@ -254,6 +281,7 @@ class LlamaEngine:
         return (
             f"{self.model_path.name}: {self.gpu_plan.summary}, context {self.n_ctx}, "
             f"template: {self.template.origin} ({self.template.reason})"
+            + (f", draft: {self.speculator.describe()}" if self.speculator else "")
         )
 
     def render_prompt(
@@ -274,11 +302,13 @@ class LlamaEngine:
         max_tokens: int,
         tools: list[dict[str, Any]] | None = None,
         prefill: str = "",
+        grammar: Any = None,
+        raw_prompt: str | None = None,
     ) -> Iterator[Chunk]:
         """Render, evaluate what is not cached yet, and yield one chunk per token."""
         llama_cpp = self._llama_cpp
         self._cancel.clear()
-        prompt = self.render_prompt(messages, tools)
+        prompt = raw_prompt if raw_prompt is not None else self.render_prompt(messages, tools)
         self.prompt_opens_reasoning = opens_reasoning(prompt)
         tokens = self.tokenize(prompt + prefill)
         if len(tokens) >= self.n_ctx:
@@ -287,7 +317,8 @@ class LlamaEngine:
                 f"(n_ctx={self.n_ctx}); start a new chat or raise n_ctx"
             )
         max_new = max(1, min(max_tokens, self.n_ctx - len(tokens)))
-        self.llm.set_seed(sampling.seed if sampling.seed is not None else random.randrange(2**31))
+        seed = sampling.seed if sampling.seed is not None else random.randrange(2**31)
+        self.llm.set_seed(seed)
         llama_cpp.llama_perf_context_reset(self.llm.ctx)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = self.llm._model.vocab
@@ -295,16 +326,23 @@ class LlamaEngine:
         first_token_at: float | None = None
         generated = 0
         finish = "length"
-        generator = self.llm.generate(
-            tokens,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            min_p=sampling.min_p,
-            temp=sampling.temperature,
-            repeat_penalty=sampling.repeat_penalty,
-            presence_penalty=sampling.presence_penalty,
-            frequency_penalty=sampling.frequency_penalty,
-        )
+        # Speculation switches itself off where it could change the output (grammar, penalties).
+        speculating = self.speculator is not None and applicable(sampling, grammar) is None
+        generator: Generator[int, Any, None]
+        if self.speculator is not None and speculating:
+            generator = self.speculator.generate(tokens, sampling, seed)
+        else:
+            generator = self.llm.generate(
+                tokens,
+                top_k=sampling.top_k,
+                top_p=sampling.top_p,
+                min_p=sampling.min_p,
+                temp=sampling.temperature,
+                repeat_penalty=sampling.repeat_penalty,
+                presence_penalty=sampling.presence_penalty,
+                frequency_penalty=sampling.frequency_penalty,
+                grammar=grammar,
+            )
         try:
             for token in generator:
                 if first_token_at is None:
@@ -330,16 +368,21 @@ class LlamaEngine:
         if tail:
             yield Chunk(tail)
         yield Chunk(
-            stats=self._stats(len(tokens), generated, started, first_token_at),
+            stats=self._stats(len(tokens), generated, started, first_token_at, speculating),
             finish_reason=finish,
         )
 
     def _stats(
-        self, prompt_tokens: int, generated: int, started: float, first_token_at: float | None
+        self,
+        prompt_tokens: int,
+        generated: int,
+        started: float,
+        first_token_at: float | None,
+        speculating: bool = False,
     ) -> Stats:
         perf = self._llama_cpp.llama_perf_context(self.llm.ctx)
         eval_s = perf.t_eval_ms / 1000.0
-        return Stats(
+        stats = Stats(
             prompt_tokens=prompt_tokens,
             completion_tokens=generated,
             prompt_tokens_processed=int(perf.n_p_eval),
@@ -347,6 +390,17 @@ class LlamaEngine:
             tokens_per_second=(perf.n_eval / eval_s) if eval_s > 0 and perf.n_eval else None,
             context_size=self.n_ctx,
             gpu_layers=self.gpu_plan.offloaded,
+        )
+        if not speculating or self.speculator is None:
+            return stats
+        # llama.cpp counts a check batch as prompt evaluation: the decoder's own counts instead.
+        spec = self.speculator.last
+        return dataclasses.replace(
+            stats,
+            prompt_tokens_processed=spec.prompt_evaluated,
+            tokens_per_second=spec.tokens_per_second,
+            draft_acceptance_rate=spec.acceptance_rate,
+            tokens_per_pass=spec.tokens_per_pass,
         )
 
     def _piece(self, vocab: Any, token: int) -> bytes:
@@ -366,6 +420,10 @@ class LlamaEngine:
         self._cancel.set()
 
     def close(self) -> None:
+        speculator = getattr(self, "speculator", None)
+        if speculator is not None:
+            speculator.close()
+            self.speculator = None
         llm = getattr(self, "llm", None)
         if llm is not None:
             llm.close()  # frees the context first; self._abort stays referenced until then

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from qwq_chat.app.engine_protocol import Chunk
+from qwq_chat.app.engine_protocol import Chunk, unsupported_options
 from qwq_chat.app.errors import UserError
 from qwq_chat.app.events import Stats, ToolCall
 from qwq_chat.app.sampling import Sampling
@@ -109,7 +109,10 @@ class OpenAIEngine:
         max_tokens: int,
         tools: list[dict[str, Any]] | None = None,
         prefill: str = "",
+        grammar: Any = None,
+        raw_prompt: str | None = None,
     ) -> Iterator[Chunk]:
+        unsupported_options(self.name, grammar, raw_prompt)
         import openai
 
         self._cancel.clear()

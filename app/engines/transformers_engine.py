@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from qwq_chat.app.engine_protocol import Chunk
+from qwq_chat.app.engine_protocol import Chunk, unsupported_options
 from qwq_chat.app.errors import UserError
 from qwq_chat.app.events import Stats
 from qwq_chat.app.prompt import choose_template, opens_reasoning, render
@@ -70,7 +70,10 @@ class TransformersEngine:
         max_tokens: int,
         tools: list[dict[str, Any]] | None = None,
         prefill: str = "",
+        grammar: Any = None,
+        raw_prompt: str | None = None,
     ) -> Iterator[Chunk]:
+        unsupported_options(self.name, grammar, raw_prompt)
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         cancel = self._cancel

@@ -19,10 +19,11 @@ from qwq_chat.app.config import DEFAULT_KEYMAP, Settings
 from qwq_chat.app.engine_protocol import Engine
 from qwq_chat.app.session import Session
 from qwq_chat.app.store import Store, open_store
-from qwq_chat.app.tools.registry import ToolRegistry, build_registry
+from qwq_chat.app.tools.toolbox import ChatTools, Toolbox, build_toolbox
 from qwq_chat.app.tui import clipboard
 from qwq_chat.app.tui.chat_screen import ChatScreen
 from qwq_chat.app.tui.export import export_conversation
+from qwq_chat.app.tui.screens.approval import TuiApprover
 from textual import work
 from textual.app import App
 from textual.binding import Binding
@@ -57,7 +58,7 @@ class ChatApp(App):
         self.keymap = {**DEFAULT_KEYMAP, **settings.ui.keymap}
         self._first_conversation = conversation_id
         self.clipboard_fallback: Path | None = None
-        self.tools: ToolRegistry | None = None
+        self.tools: Toolbox | None = None  # built-in and MCP tools (docs/tools.md)
 
     # -- start-up ------------------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -80,7 +81,9 @@ class ChatApp(App):
     def load_engine(self) -> None:
         """Load the model off the UI thread; the user can type (and even send) meanwhile."""
         try:
-            self.tools = build_registry(self.settings.tools)
+            # MCP servers start in the background; their tools appear once they are ready.
+            self.tools = build_toolbox(self.settings, approver=TuiApprover(self))
+            self.tools.on_notice = self._tool_notice
             engine = self.engine_factory()
         except Exception as exc:  # a bad model path, out of memory...: say so, keep the app usable
             self.call_from_thread(self._engine_failed, str(exc))
@@ -94,7 +97,7 @@ class ChatApp(App):
     async def _engine_ready(self, engine: Engine) -> None:
         self.engine = engine
         self.chat_screen.session.engine = engine
-        self.chat_screen.session.tools = self.tools
+        self.chat_screen.session.tools = self.chat_tools(self.chat_screen.session)
         status = self.chat_screen.status
         status.state = "ready"
         status.model = Path(self.settings.model).name if self.settings.model else engine.name
@@ -106,9 +109,20 @@ class ChatApp(App):
     def new_session(self, conversation_id: str | None = None) -> Session:
         # Tools are built once in the loading worker (the calculator imports sympy: ~1 s that
         # must not delay the first frame); until then a session has none.
-        return Session.from_settings(
-            self.settings, self.store, self.engine, conversation_id, tools=self.tools
-        )
+        session = Session.from_settings(self.settings, self.store, self.engine, conversation_id)
+        session.tools = self.chat_tools(session)
+        return session
+
+    def chat_tools(self, session: Session) -> ChatTools | None:
+        """The toolbox as this chat sees it: without the tools switched off for it."""
+        if self.tools is None:
+            return None
+        return self.tools.for_chat(lambda: session.disabled_tools)
+
+    def _tool_notice(self, text: str) -> None:
+        """A tool failed (server down, timeout...): the model reads the error, the user this."""
+        if self.is_running:
+            self.call_from_thread(self.notify, text, title="Tool", severity="warning", timeout=10)
 
     # -- services for the screen ---------------------------------------------------------------------
     def export_conversation(self, session: Session) -> tuple[Path, Path]:
@@ -145,3 +159,5 @@ class ChatApp(App):
                 return  # still inside the engine: leave the model to the process exit
         if self.engine is not None:
             self.engine.close()
+        if self.tools is not None:
+            self.tools.close()

@@ -79,6 +79,7 @@ SCREEN_ACTIONS = [
     ("copy_answer", "Copy", False),
     ("settings", "Settings", True),
     ("toggle_theme", "Theme", False),
+    ("tools", "Tools", False),
 ]
 
 
@@ -345,6 +346,9 @@ class ChatScreen(Screen):
         )
         if done.error:
             self.notify(done.error, title="Generation failed", severity="error", timeout=10)
+        if done.detail:  # a reasoning control stepped in (the loop guard): say so, and why
+            self.status.state = f"{self.status.state} · loop guard"
+            self.notify(done.detail, title="Reasoning loop", severity="warning", timeout=10)
         if self.session.store_warning:
             self.notify(self.session.store_warning, severity="warning", timeout=10)
         self.refresh_sidebar(self.sidebar.query_one("#search").value)  # type: ignore[attr-defined]
@@ -511,6 +515,22 @@ class ChatScreen(Screen):
 
     def action_toggle_theme(self) -> None:
         self.app.toggle_theme()
+
+    def action_tools(self) -> None:
+        """The tools panel: switch tools on and off for this chat (saved with it)."""
+        from qwq_chat.app.tui.screens.tools import ToolsScreen
+
+        toolbox, session = getattr(self.app, "tools", None), self.session
+        if toolbox is None:
+            self.notify("The tools are still loading.", severity="warning")
+            return
+
+        def done(disabled: list[str] | None) -> None:
+            if disabled is not None:
+                session.update_settings(disabled_tools=disabled)
+                self.notify("Tool choice saved for this chat.")
+
+        self.app.push_screen(ToolsScreen(toolbox.status(), session.disabled_tools), done)
 
     # -- sidebar -------------------------------------------------------------------------------------
     @on(Sidebar.SearchChanged)

@@ -7,8 +7,12 @@ Built on math-verify (the checker TRL, verl and open-r1 use), with what a reward
   `\boxed{3} or \boxed{7}` never matches a single gold answer);
 - math-verify is called gold first (it is not symmetric);
 - its numeric comparison rounds to 6 decimals, so `1/2004!` equals `1/2006!` and `10^{-20}` equals
-  `2\cdot10^{-20}`; a match between two numbers is re-checked at 60 significant digits (exact values)
-  or 1e-6 relative error (when a side is a decimal);
+  `2\cdot10^{-20}`; a match between two numbers is re-checked: exact values by their difference at
+  60 significant digits, decimals to 1e-6 relative error (see `exact.numbers_differ`);
+- what its parser misreads is repaired first (`\lg`, `\frac\pi6`, degrees inside `\sin`...), and
+  when it says "not equal" a second look compares exact numbers by value and tries other readings
+  (`i` as the imaginary unit, real odd roots, `\ln 8/\ln 2`): see `exact`. Decimals keep
+  math-verify's rounding rule, so `0.333` is not `1/3`;
 - every check runs in a worker process with a hard timeout (the child is killed, not signalled), so
   it works from any thread, and pathological input (`10^{10^{10}}`, huge factorials, megabytes of
   text) scores 0 within the timeout instead of hanging.
@@ -24,9 +28,10 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from qwq_chat.rl_finetune.verifiers import exact
 from qwq_chat.rl_finetune.verifiers.answer import final_answer
 from qwq_chat.rl_finetune.verifiers.workers import TimeoutPool, register_for_exit
 
@@ -122,17 +127,60 @@ def score(completion: str, gold: str) -> float:
         return quick
     answer = final_answer(completion)
     assert answer is not None
+    gold, answer = exact.repair_latex(gold), exact.repair_latex(answer)
+    gold_parsed, pred_parsed = _parse_gold(gold), _parse_answer(answer)
+    if any(_match(g, p) for g in gold_parsed for p in pred_parsed):
+        return 1.0
+    return 1.0 if _second_look(gold, answer, gold_parsed, pred_parsed) else 0.0
+
+
+def _parse_gold(gold: str) -> list[Any]:
     from math_verify import parse
+
+    return parse(gold if "\\boxed" in gold or "$" in gold else f"${gold}$", parsing_timeout=None)
+
+
+def _parse_answer(answer: str) -> list[Any]:
+    from math_verify import parse
+
+    return parse(f"\\boxed{{{answer}}}", parsing_timeout=None)
+
+
+def _match(gold: Any, pred: Any) -> bool:
+    """math-verify's verdict (gold first), with its numeric matches re-checked."""
     from math_verify import verify as mv_verify
 
-    gold_text = gold if "\\boxed" in gold or "$" in gold else f"${gold}$"
-    gold_parsed = parse(gold_text, parsing_timeout=None)
-    pred_parsed = parse(f"\\boxed{{{answer}}}", parsing_timeout=None)
-    for g in gold_parsed:
-        for p in pred_parsed:
-            if mv_verify(g, p, timeout_seconds=None) and not _numbers_differ(g, p):
-                return 1.0
-    return 0.0
+    return mv_verify(gold, pred, timeout_seconds=None) and not exact.numbers_differ(gold, pred)
+
+
+def _second_look(gold: str, answer: str, gold_parsed: list[Any], pred_parsed: list[Any]) -> bool:
+    """After math-verify said "not equal": exact numbers compared by value, under the parse as is
+    and under other readings (see `exact`). Readings that change an answer go through `_match`."""
+    golds = _readings(gold, gold_parsed, _parse_gold)
+    preds = _readings(answer, pred_parsed, _parse_answer)
+    for g, g_reread in golds:
+        for p, p_reread in preds:
+            if exact.exact_answers_equal(g, p):
+                return True
+            if (g_reread or p_reread) and _match(g, p):
+                return True
+    return False
+
+
+def _readings(
+    text: str, parsed: list[Any], parse: Callable[[str], list[Any]]
+) -> list[tuple[Any, bool]]:
+    """(expression, whether it is another reading) for each parse of `text` and its rereadings."""
+    out = [(e, False) for e in parsed if not isinstance(e, str)]
+    reread = exact.reread_latex(text)
+    if reread is not None:
+        out += [(e, True) for e in parse(reread) if not isinstance(e, str)]
+    imaginary = exact.writes_imaginary_unit(text)
+    for e, _ in list(out):
+        normal = exact.normalise(e, imaginary=imaginary)
+        if normal != e:
+            out.append((normal, True))
+    return out
 
 
 def _warmup() -> None:
@@ -163,23 +211,3 @@ def _normalise_text(s: str) -> str:
     s = s.replace("\\left", "").replace("\\right", "").replace("$", "")
     s = _SPACE_RE.sub("", s).rstrip(".").lower()
     return s
-
-
-def _numbers_differ(gold: Any, pred: Any) -> bool:
-    """True when math-verify matched two numbers that differ beyond its 6-decimal rounding."""
-    from sympy import Basic, Float
-
-    if not (isinstance(gold, Basic) and isinstance(pred, Basic)):
-        return False
-    if not (gold.is_number and pred.is_number):  # sets, intervals, equations, symbolic expressions
-        return False
-    exact = not gold.has(Float) and not pred.has(Float)
-    g, p = gold.evalf(60), pred.evalf(60)
-    try:
-        diff = abs(g - p)
-        scale = max(abs(g), abs(p))
-        if scale == 0:
-            return False
-        return bool(diff > (1e-40 if exact else 1e-6) * scale)
-    except TypeError:  # not comparable (nan, zoo): trust math-verify
-        return False

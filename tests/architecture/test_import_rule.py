@@ -18,8 +18,8 @@ PARTS = {"app": "qwq_chat.app", "convert": "qwq_chat.convert", "rl_finetune": "q
 LAYERS: list[tuple[str, list[str]]] = [
     ("cli", [
         "qwq_chat.app.cli", "qwq_chat.app.__main__", "qwq_chat.app.cli_options",
-        "qwq_chat.app.commands", "qwq_chat.app.sandbox.cli", "qwq_chat.convert.cli",
-        "qwq_chat.rl_finetune.cli", "qwq_chat.rl_finetune.launch",
+        "qwq_chat.app.commands", "qwq_chat.app.sandbox.cli", "qwq_chat.app.serve.cli", "qwq_chat.convert.cli",
+        "qwq_chat.rl_finetune.cli", "qwq_chat.rl_finetune.launch", "qwq_chat.app.tool_commands",
     ]),
     ("frontends", [
         "qwq_chat.app.tui", "qwq_chat.app.serve", "qwq_chat.app.ask", "qwq_chat.app.doctor",
@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, list[str]]] = [
         "qwq_chat.app.events", "qwq_chat.app.messages", "qwq_chat.app.sampling",
         "qwq_chat.app.splitter", "qwq_chat.app.prompt", "qwq_chat.app.store",
         "qwq_chat.app.session", "qwq_chat.app.config", "qwq_chat.app.logs",
-        "qwq_chat.app.engine_protocol", "qwq_chat.assets",
+        "qwq_chat.app.engine_protocol", "qwq_chat.app.reasoning", "qwq_chat.assets",
     ]),
 ]  # fmt: skip
 # Parts that must not know each other even where the layers would allow it.

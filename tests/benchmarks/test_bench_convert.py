@@ -157,7 +157,7 @@ def _run_child(code: str) -> tuple[float, int]:
 def _convert_in_child(src: Path, out: Path, outtype: str) -> tuple[float, int]:
     """Run the converter in a child process (fsync included); return (seconds, peak RSS)."""
     return _run_child(
-        "import os\nfrom convert.hf_to_gguf import convert_checkpoint\n"
+        "import os\nfrom qwq_chat.convert.hf_to_gguf import convert_checkpoint\n"
         f"p = convert_checkpoint({str(src)!r}, {str(out)!r}, outtype={outtype!r})\n"
         "f = open(p, 'rb+'); os.fsync(f.fileno()); f.close()"
     )
@@ -165,7 +165,7 @@ def _convert_in_child(src: Path, out: Path, outtype: str) -> tuple[float, int]:
 
 def _child_baseline_rss() -> int:
     """Peak RSS of a child that only imports the converter (interpreter + numpy + gguf)."""
-    return _run_child("import convert.hf_to_gguf, gguf, numpy")[1]
+    return _run_child("import qwq_chat.convert.hf_to_gguf, gguf, numpy")[1]
 
 
 @pytest.mark.benchmark

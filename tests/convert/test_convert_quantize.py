@@ -9,7 +9,7 @@ import pytest
 import tiny256
 from qwq_chat.convert.errors import ConvertError, QuantTypeError
 from qwq_chat.convert.llama_runtime import open_llama
-from qwq_chat.convert.quantize import quant_types, quantize_gguf, resolve_type
+from qwq_chat.convert.quantize import QuantizeOptions, quant_types, quantize_gguf, resolve_type
 
 # Session fixtures shared with the other convert tests (tests/convert/tiny256.py).
 tiny256_bf16 = tiny256.tiny256_bf16
@@ -93,9 +93,17 @@ def test_imatrix_reaches_the_quantizer(
     imatrix = tmp_path / "imatrix.gguf"
     _write_imatrix(imatrix, tiny256_checkpoint)
     log = tmp_path / "q.log"
-    # IQ2_XXS refuses to run without an importance matrix: a clear error, no file left.
-    with pytest.raises(ConvertError, match="imatrix"):
-        quantize_gguf(tiny256_bf16, tmp_path / "iq2-plain.gguf", "IQ2_XXS", log_file=log)
+    # IQ2_XXS cannot run without an importance matrix (when none may be computed): a clear
+    # error, no file left.
+    with pytest.raises(ConvertError, match="could not quantize .* needs an importance matrix"):
+        quantize_gguf(
+            tiny256_bf16,
+            tmp_path / "iq2-plain.gguf",
+            "IQ2_XXS",
+            options=QuantizeOptions(auto_imatrix=False),
+            log_file=log,
+        )
+    assert "requires an imatrix" in log.read_text()
     assert not (tmp_path / "iq2-plain.gguf").exists()
     out = quantize_gguf(
         tiny256_bf16, tmp_path / "iq2.gguf", "IQ2_XXS", imatrix=imatrix, log_file=log

@@ -36,3 +36,23 @@ def tiny256_q4_k_m(tiny256_bf16: Path) -> Path:
         quantize_gguf(tiny256_bf16, tmp / "model.gguf", "Q4_K_M", log_file=tmp / "q.log")
 
     return cached_build(f"tiny-qwq-{BUILD_VERSION}-w256-q4_k_m", build) / "model.gguf"
+
+
+@pytest.fixture(scope="session")
+def tiny256_quant(tiny256_bf16: Path):
+    """tiny256_quant("Q8_0" | "Q2_K" | ...): the width-256 model quantized, no imatrix (cached)."""
+    from qwq_chat.convert.quantize import QuantizeOptions, quantize_gguf
+
+    def make(qtype: str) -> Path:
+        def build(tmp: Path) -> None:
+            quantize_gguf(
+                tiny256_bf16,
+                tmp / "model.gguf",
+                qtype,
+                options=QuantizeOptions(auto_imatrix=False),
+                log_file=tmp / "q.log",
+            )
+
+        return cached_build(f"tiny-qwq-{BUILD_VERSION}-w256-{qtype.lower()}", build) / "model.gguf"
+
+    return make

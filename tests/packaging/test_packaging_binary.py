@@ -72,7 +72,7 @@ def test_binary_bundles_llama_cpp_and_assets(binary: Path, tmp_path: Path) -> No
     internal = binary.parent / "_internal"
     libs = {p.name for p in (internal / "llama_cpp" / "lib").iterdir()}
     assert any(name.startswith("libllama") or name.startswith("llama") for name in libs), libs
-    shipped = internal / "assets" / "chat_template.jinja"
+    shipped = internal / "qwq_chat" / "assets" / "chat_template.jinja"
     assert shipped.read_bytes() == (REPO / "assets" / "chat_template.jinja").read_bytes()
     # The training stack stays out of the bundle.
     assert not (internal / "torch").exists() and not (internal / "transformers").exists()

@@ -65,6 +65,21 @@ def cached_llama_wheel() -> Path | None:
     return None
 
 
+def unrelated_wheel(folder: Path, name: str) -> Path:
+    """A wheel of someone else's package whose import name is `name` (built by hand: no build)."""
+    wheel = folder / f"unrelated_{name}-1.0-py3-none-any.whl"
+    info = f"unrelated_{name}-1.0.dist-info"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(f"{name}/__init__.py", f"WHO = 'unrelated {name}'\n")
+        archive.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: unrelated-{name}\n"
+                         "Version: 1.0\n")  # fmt: skip
+        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: qwq-chat-tests\n"
+                         "Root-Is-Purelib: true\nTag: py3-none-any\n")  # fmt: skip
+        archive.writestr(f"{info}/RECORD", f"{name}/__init__.py,,\n{info}/METADATA,,\n"
+                         f"{info}/WHEEL,,\n{info}/RECORD,,\n")  # fmt: skip
+    return wheel
+
+
 def test_sdist_and_wheel_carry_the_version_and_assets(dist: Path) -> None:
     wheel = next(dist.glob("*.whl"))
     sdist = next(dist.glob("*.tar.gz"))
@@ -164,15 +179,8 @@ def test_wheel_installs_and_runs_in_a_clean_venv(dist: Path, tmp_path: Path) -> 
     # Beside unrelated installed packages named `app` and `convert`, and a user's own app.py and
     # convert.py in the working directory, all of them import and qwq-chat still runs.
     for name in ("app", "convert"):
-        source = tmp_path / f"unrelated-{name}"
-        (source / name).mkdir(parents=True)
-        (source / name / "__init__.py").write_text(f"WHO = 'unrelated {name}'\n")
-        (source / "pyproject.toml").write_text(
-            f'[project]\nname = "unrelated-{name}"\nversion = "1.0"\n'
-            f'[tool.setuptools]\npackages = ["{name}"]\n'
-        )
         subprocess.run(
-            [str(py), "-m", "pip", "install", "--quiet", "--no-build-isolation", str(source)],
+            [str(py), "-m", "pip", "install", "--quiet", str(unrelated_wheel(tmp_path, name))],
             check=True,
             timeout=300,
             env=env,

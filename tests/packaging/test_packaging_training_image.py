@@ -88,8 +88,7 @@ def test_dockerfile_installs_the_project_and_the_sandbox_tools() -> None:
     assert any(".[train-cuda]" in args for args in installs)
     assert any("bubblewrap" in run and "apt-get install" in run for run in run_instructions())
     # Every package pyproject ships is copied into the image before `pip install .`.
-    for package in pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]:
-        name = package.rstrip("*")
+    for name in pyproject()["tool"]["setuptools"]["package-dir"].values():
         assert re.search(rf"^COPY {name} ", text, re.MULTILINE), f"{name}/ is not copied"
     # llama.cpp is built for CUDA, from source, and not from pip's cache.
     llama = [args for args in installs if any(a.startswith("llama-cpp-python") for a in args)]

@@ -48,10 +48,10 @@ def test_verl_run_uses_our_reward_module_code_server_and_dapo_settings(tmp_path:
     assert overrides["actor_rollout_ref.rollout.n"] == "16"
     assert overrides["trainer.nnodes"] == "2" and overrides["trainer.n_gpus_per_node"] == "8"
     assert overrides["actor_rollout_ref.model.lora_rank"] == "16"
-    assert overrides["+reward_model.reward_kwargs.overlong_buffer_cfg.len"] == "4096"
-    reward_path = Path(overrides["custom_reward_function.path"])
+    assert overrides["+reward.reward_kwargs.overlong_buffer_cfg.len"] == "4096"
+    reward_path = Path(overrides["reward.custom_reward_function.path"])
     assert reward_path.name == "rewards.py" and reward_path.is_file()
-    assert overrides["custom_reward_function.name"] == "compute_score"
+    assert overrides["reward.custom_reward_function.name"] == "compute_score"
     # The script is a shell command line with every override quoted.
     text = script.read_text()
     assert "python3 -m verl.trainer.main_ppo" in text

@@ -11,7 +11,6 @@ batched per frame by the app, never per token.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Literal
 
 from qwq_chat.app.events import ToolCall, ToolResult
 from qwq_chat.app.tui.widgets.growing import GrowingText, MarkdownText
+from qwq_chat.app.tui.widgets.tool_entry import ToolCallView
 from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
@@ -156,47 +156,6 @@ class ReasoningSection(Vertical):
         if event.widget is self.header:
             event.stop()
             self.toggle()
-
-
-class ToolCallView(Static):
-    """A tool call the model made, and (once it ran) its result."""
-
-    DEFAULT_CSS = """
-    ToolCallView { height: auto; margin: 0 0 1 0; padding: 0 1; border-left: outer $accent; }
-    ToolCallView.-error { border-left: outer $error; }
-    """
-
-    def __init__(self, call: ToolCall) -> None:
-        super().__init__(markup=False)
-        self.call = call
-        self.result: ToolResult | None = None
-
-    def on_mount(self) -> None:
-        if self.result is not None:
-            self.set_class(self.result.is_error, "-error")
-        self._render_call()
-
-    def set_result(self, result: ToolResult) -> None:
-        self.result = result
-        self.set_class(result.is_error, "-error")
-        self._render_call()
-
-    def _render_call(self) -> None:
-        name = self.call.name or "(unparsable tool call)"
-        args = (
-            json.dumps(self.call.arguments, ensure_ascii=False) if self.call.name else self.call.raw
-        )
-        text = Text()
-        text.append("tool call ", style="bold")
-        text.append(f"{name}", style="bold cyan")
-        text.append(f" {args}")
-        if self.result is not None:
-            text.append("\n→ ", style="bold")
-            style = "red" if self.result.is_error else ""
-            text.append(self.result.content, style=style)
-        else:
-            text.append("\n… running", style="dim")
-        self.update(text)
 
 
 class UserMessage(Static, can_focus=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qwq_chat.app.events import Stats
+from qwq_chat.app.events import Stats, draft_summary
 from textual.reactive import reactive
 from textual.widgets import Static
 
@@ -39,6 +39,8 @@ class StatusLine(Static):
         if stats is not None:
             if stats.tokens_per_second is not None:
                 parts.append(f"{stats.tokens_per_second:.1f} tok/s")
+            if (draft := draft_summary(stats)) is not None:
+                parts.append(draft)
             if stats.time_to_first_token_s is not None:
                 parts.append(f"TTFT {stats.time_to_first_token_s:.2f} s")
             if stats.context_size:
