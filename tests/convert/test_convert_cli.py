@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import qwq_chat.convert.hf_to_gguf as hf_to_gguf
+import tiny256
 
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "1000"}  # rich wraps long lines at the terminal width
-    return subprocess.run(
-        [sys.executable, "-m", "qwq_chat.app", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+run_cli = tiny256.run_cli
 
 
 def linked_copy(src: Path, dst: Path, *, copy: tuple[str, ...] = ()) -> Path:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +16,7 @@ tiny256_bf16 = tiny256.tiny256_bf16
 tiny256_checkpoint = tiny256.tiny256_checkpoint
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "qwq_chat.app", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+run_cli = tiny256.run_cli
 
 
 @pytest.fixture

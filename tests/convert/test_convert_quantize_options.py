@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,15 +18,7 @@ tiny256_q4_k_m = tiny256.tiny256_q4_k_m
 tiny256_quant = tiny256.tiny256_quant
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [sys.executable, "-m", "qwq_chat.app", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
+run_cli = tiny256.run_cli
 
 
 def _types(path: Path) -> dict[str, str]:

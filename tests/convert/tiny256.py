@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,3 +59,15 @@ def tiny256_quant(tiny256_bf16: Path):
         return cached_build(f"tiny-qwq-{BUILD_VERSION}-w256-{qtype.lower()}", build) / "model.gguf"
 
     return make
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """`qwq-chat ARGS` in a child process, with a wide terminal (rich wraps at its width)."""
+    env = {**os.environ, "COLUMNS": "1000"}
+    return subprocess.run(
+        [sys.executable, "-m", "qwq_chat.app", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
