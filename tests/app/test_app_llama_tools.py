@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cached_build
 from qwq_chat.app.ask import run_ask
 from qwq_chat.app.config import load_settings
 from qwq_chat.app.engines.llama_engine import LlamaEngine
@@ -22,23 +21,14 @@ from qwq_chat.app.sampling import Limits, Sampling
 from qwq_chat.app.session import Session
 from qwq_chat.app.store import open_store
 from qwq_chat.app.tools.registry import build_registry
-from tool_model import QUESTION, VERSION, build_tool_model
+from tool_model import QUESTION, cached_tool_gguf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tui"))
 
 
 @pytest.fixture(scope="session")
 def tool_gguf(tiny_checkpoint: Path) -> Path:
-    from qwq_chat.convert.hf_to_gguf import convert_checkpoint
-    from qwq_chat.convert.tiny_model import BUILD_VERSION
-
-    def build(tmp: Path) -> None:
-        hf = tmp / "hf"
-        hf.mkdir()
-        build_tool_model(tiny_checkpoint, hf)
-        convert_checkpoint(hf, tmp / "model.gguf", outtype="f32")
-
-    return cached_build(f"tiny-qwq-{BUILD_VERSION}-tools-{VERSION}", build) / "model.gguf"
+    return cached_tool_gguf(tiny_checkpoint)
 
 
 GREEDY = Sampling(top_k=1, seed=0)

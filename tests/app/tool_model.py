@@ -72,3 +72,18 @@ def build_tool_model(tiny_checkpoint: Path, out_dir: Path, steps: int = 400) -> 
         if source.is_file() and not source.name.startswith(("model", "config.json")):
             (Path(out_dir) / source.name).write_bytes(source.read_bytes())
     return Path(out_dir)
+
+
+def cached_tool_gguf(tiny_checkpoint: Path) -> Path:
+    """The tool-trained model converted to an f32 GGUF, built once and kept in the test cache."""
+    from conftest import cached_build
+    from qwq_chat.convert.hf_to_gguf import convert_checkpoint
+    from qwq_chat.convert.tiny_model import BUILD_VERSION
+
+    def build(tmp: Path) -> None:
+        hf = tmp / "hf"
+        hf.mkdir()
+        build_tool_model(tiny_checkpoint, hf)
+        convert_checkpoint(hf, tmp / "model.gguf", outtype="f32")
+
+    return cached_build(f"tiny-qwq-{BUILD_VERSION}-tools-{VERSION}", build) / "model.gguf"

@@ -10,29 +10,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import cached_build
 from mcp_helpers import read_log, stdio_server
 from qwq_chat.app.ask import run_ask
 from qwq_chat.app.config import load_settings
 from qwq_chat.app.store import open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "app"))
-from tool_model import QUESTION, VERSION, build_tool_model  # noqa: E402
+from tool_model import QUESTION, cached_tool_gguf  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tool_gguf(tiny_checkpoint: Path) -> Path:
     """The same cached model file tests/app/test_app_llama_tools.py uses."""
-    from qwq_chat.convert.hf_to_gguf import convert_checkpoint
-    from qwq_chat.convert.tiny_model import BUILD_VERSION
-
-    def build(tmp: Path) -> None:
-        hf = tmp / "hf"
-        hf.mkdir()
-        build_tool_model(tiny_checkpoint, hf)
-        convert_checkpoint(hf, tmp / "model.gguf", outtype="f32")
-
-    return cached_build(f"tiny-qwq-{BUILD_VERSION}-tools-{VERSION}", build) / "model.gguf"
+    return cached_tool_gguf(tiny_checkpoint)
 
 
 def test_the_tool_trained_model_calls_an_mcp_server_through_llama_cpp(

@@ -16,28 +16,18 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from conftest import cached_build
 from openai import OpenAI
 from qwq_chat.app.engines.llama_engine import LlamaEngine
 from qwq_chat.app.tools.registry import build_registry
 from serve_helpers import Api, api, sse_events  # noqa: F401 (the fixture)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "app"))
-from tool_model import QUESTION, VERSION, build_tool_model  # noqa: E402
+from tool_model import QUESTION, cached_tool_gguf  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tool_gguf(tiny_checkpoint: Path) -> Path:
-    from qwq_chat.convert.hf_to_gguf import convert_checkpoint
-    from qwq_chat.convert.tiny_model import BUILD_VERSION
-
-    def build(tmp: Path) -> None:
-        hf = tmp / "hf"
-        hf.mkdir()
-        build_tool_model(tiny_checkpoint, hf)
-        convert_checkpoint(hf, tmp / "model.gguf", outtype="f32")
-
-    return cached_build(f"tiny-qwq-{BUILD_VERSION}-tools-{VERSION}", build) / "model.gguf"
+    return cached_tool_gguf(tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")
