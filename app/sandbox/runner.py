@@ -26,6 +26,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 from qwq_chat.app.sandbox.prewarm import BOOTSTRAP, Started, WarmPool, payload, rlimits_for
@@ -486,7 +487,66 @@ def _collect(
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL bwrap's whole process group; bwrap's death takes the PID namespace with it."""
+    """SIGKILL bwrap's whole process group, then wait until its PID namespace is empty.
+
+    bwrap's death takes the namespace with it, but the kernel tears a big one (a fork bomb's)
+    down asynchronously: without the sweep, survivors outlive the run and, sharing the uid, eat
+    the next run's process limit."""
+    namespace = _sandbox_pid_namespace(proc.pid)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    if namespace is not None:
+        _sweep_namespace(namespace, time.monotonic() + SWEEP_S)
+
+
+SWEEP_S = 10.0  # how long to keep killing a namespace's survivors before giving up
+
+
+def _pid_namespace(pid: int | str) -> str | None:
+    """The PID-namespace link of `pid` ("pid:[4026532]"), None if gone, a zombie or not ours."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
+def _is_zombie(pid: str) -> bool:
+    """Dead and waiting to be reaped (bwrap's init, reparented to the host's init): harmless."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2 :].startswith(("Z", "X"))
+
+
+def _sandbox_pid_namespace(bwrap_pid: int) -> str | None:
+    """The namespace bwrap made: that of a child of `bwrap_pid` not in bwrap's own namespace."""
+    own = _pid_namespace(bwrap_pid)
+    try:
+        children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()
+    except OSError:
+        return None
+    for child in children:
+        namespace = _pid_namespace(child)
+        if namespace is not None and namespace != own:
+            return namespace
+    return None
+
+
+def _sweep_namespace(namespace: str, deadline: float) -> None:
+    """SIGKILL every host process still in `namespace` until none is left or `deadline` passes."""
+    while True:
+        left = [
+            int(entry.name)
+            for entry in Path("/proc").iterdir()
+            if entry.name.isdigit()
+            and _pid_namespace(entry.name) == namespace
+            and not _is_zombie(entry.name)
+        ]
+        if not left or time.monotonic() > deadline:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.02)
