@@ -229,7 +229,7 @@ class LlamaEngine:
             return self._cancel.is_set()
 
         self._abort = _abort
-        llama_cpp.llama_set_abort_callback(self.llm.ctx, self._abort, ctypes.c_void_p(0))
+        self._abort_checks(True)
         if draft is not None:
             try:
                 with contextlib.redirect_stderr(_log_file), contextlib.redirect_stdout(_log_file):
@@ -290,6 +290,16 @@ class LlamaEngine:
         """The exact text this model would receive (template chosen by `qwq_chat.app.prompt`)."""
         return render(messages, tools=tools, template=self.template.source, **self._special)
 
+    def _abort_checks(self, on: bool) -> None:
+        """Let a cancel stop llama.cpp inside a graph (on) or only between tokens (off).
+
+        llama.cpp asks the callback at every graph node, hundreds of times per token, and each
+        ask takes the GIL: worth it while a long prompt is evaluated, a measurable slowdown of
+        one-token decode steps (more so when a server thread holds the GIL), which the stream
+        loop can stop at the next token anyway."""
+        callback = self._abort if on else self._llama_cpp.ggml_abort_callback()
+        self._llama_cpp.llama_set_abort_callback(self.llm.ctx, callback, ctypes.c_void_p(0))
+
     def tokenize(self, text: str) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
@@ -343,10 +353,12 @@ class LlamaEngine:
                 frequency_penalty=sampling.frequency_penalty,
                 grammar=grammar,
             )
+        self._abort_checks(True)  # for the prompt's evaluation
         try:
             for token in generator:
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
+                    self._abort_checks(False)  # the prompt is in: decode steps are short
                 if llama_cpp.llama_vocab_is_eog(vocab, token):
                     finish = "stop"
                     break

@@ -131,3 +131,33 @@ def test_cancel_stops_the_real_engine_and_keeps_text(tiny_engine: LlamaEngine) -
     stored = session.store.messages(session.conversation_id)[-1]
     assert stored.finish_reason == "cancelled" and stored.reasoning
     assert stored.stats is not None and stored.stats["completion_tokens"] < 1500
+
+
+def test_cancel_stops_a_long_prompt_evaluation_inside_llama_cpp(
+    smollm_engine: LlamaEngine,
+) -> None:
+    """The abort callback is on while the prompt is evaluated (and off for one-token decode
+    steps, where the stream loop checks between tokens): a cancel lands inside the evaluation."""
+    import time
+
+    engine = smollm_engine
+    try:
+        prompt = [{"role": "user", "content": "lighthouse keeper storm " * 150}]
+        sampling = Sampling(seed=1)
+        started = time.perf_counter()
+        assert [c.finish_reason for c in engine.stream(prompt, sampling, 1)][-1] == "length"
+        full = time.perf_counter() - started  # the whole prompt, evaluated once
+        engine.llm.reset()  # forget the cache: the next call evaluates it all again
+        timer = threading.Timer(full / 10, engine.cancel)
+        timer.start()
+        started = time.perf_counter()
+        chunks = list(engine.stream(prompt, sampling, 1))
+        cancelled_after = time.perf_counter() - started
+        timer.join()
+        assert chunks[-1].finish_reason == "cancelled"
+        assert not any(c.text for c in chunks)
+        assert cancelled_after < full / 2, (cancelled_after, full)
+        # and the engine answers normally afterwards
+        assert any(c.text for c in engine.stream([{"role": "user", "content": "Hi"}], sampling, 4))
+    finally:
+        engine.llm.reset()
