@@ -131,8 +131,12 @@ def models_list(json_output: bool = typer.Option(False, "--json", help="Print JS
         )
         return
     for m in models:
-        state = "verified" if m.verified else "NOT verified (partial or interrupted?)"
-        typer.echo(f"{m.size_bytes / 1e9:7.2f} GB  {m.repo or '-':30}  {m.path}  [{state}]")
+        if m.missing:
+            state = f"INCOMPLETE: {', '.join(m.missing)} missing"
+        else:
+            state = "verified" if m.verified else "NOT verified (partial or interrupted?)"
+        pieces = f" ({m.pieces} pieces)" if m.pieces > 1 else ""
+        typer.echo(f"{m.size_bytes / 1e9:7.2f} GB  {m.repo or '-':30}  {m.path}{pieces}  [{state}]")
 
 
 @models_app.command("pull")
@@ -143,11 +147,14 @@ def models_pull(
     """Download a GGUF with progress; an interrupted download resumes; sha256 checked."""
     import sys
 
-    from qwq_chat.app.hub import parse_repo_ref, pull
+    from qwq_chat.app.hub import draft_hint, parse_repo_ref, pull
 
     name, ref_quant = parse_repo_ref(repo)
     path = pull(name, quant or ref_quant, progress=sys.stderr.isatty())
-    typer.echo(str(path))
+    typer.echo(str(path))  # stdout: the path alone, for scripts
+    hint = draft_hint(name)
+    if hint:
+        typer.echo(hint, err=True)
 
 
 def register(cli: typer.Typer) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from qwq_chat.app import paths
 from qwq_chat.app.errors import UserError
+from qwq_chat.app.gguf_files import PIECE_RE, is_later_piece, piece_name, split_pieces, unsplit_name
 
 DEFAULT_REPO = "Qwen/QwQ-32B-GGUF"
 DEFAULT_QUANT = "Q4_K_M"
@@ -43,15 +44,18 @@ DRAFT_SIZE_GB = 0.68
 DRAFT_KV_BYTES_PER_TOKEN = 24 * 2 * 64 * 2 * 2
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(?::[\w.-]+)?$")
-_SPLIT_RE = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class LocalModel:
+    """One model in the models dir: a single file, or a split model listed by its first piece."""
+
     path: Path
     repo: str | None
-    size_bytes: int
-    verified: bool
+    size_bytes: int  # all pieces present
+    verified: bool  # every piece downloaded in full and its sha256 checked
+    pieces: int = 1
+    missing: tuple[str, ...] = ()  # pieces of a split model that are not there
 
 
 def endpoint() -> str | None:
@@ -77,10 +81,11 @@ def resolve_model(ref: str, progress: bool = True) -> Path:
     path = Path(ref).expanduser()
     if path.exists():
         if path.is_dir():
-            ggufs = sorted(path.glob("*.gguf"))
-            if len(ggufs) == 1:
-                return ggufs[0]
-            raise UserError(f"{path} is a directory; pass the .gguf file itself")
+            ggufs = sorted(p for p in path.glob("*.gguf") if not is_later_piece(p))
+            if len(ggufs) != 1:
+                raise UserError(f"{path} is a directory; pass the .gguf file itself")
+            path = ggufs[0]
+        split_pieces(path)  # a split model loads from its first piece, with every piece there
         return path
     if not is_repo_ref(ref):
         raise UserError(
@@ -100,19 +105,16 @@ def _quant_matches(filename: str, quant: str) -> bool:
 
 
 def find_local(repo: str, quant: str | None) -> Path | None:
-    """An already downloaded and verified file for repo (and quant)."""
+    """An already downloaded and verified model for repo (and quant): its file, or the first
+    piece of a split model whose pieces are all there and verified."""
     folder = repo_dir(repo)
     if not folder.is_dir():
         return None
     for path in sorted(folder.rglob("*.gguf")):
-        if not Path(str(path) + VERIFIED_SUFFIX).exists():
+        if is_later_piece(path) or (quant and not _quant_matches(path.name, quant)):
             continue
-        if quant and not _quant_matches(path.name, quant):
-            continue
-        m = _SPLIT_RE.search(path.name)
-        if m and m.group(1) != "00001":
-            continue
-        return path
+        if all(_verified(p) for p in _all_pieces(path)):
+            return path
     return None
 
 
@@ -174,7 +176,7 @@ def choose_files(
 
 
 def _quant_of(filename: str) -> str:
-    name = _SPLIT_RE.sub(".gguf", Path(filename).name)
+    name = unsplit_name(Path(filename).name)
     m = re.search(r"((?:I?Q\d[\w]*)|BF16|F16|F32)\.gguf$", name, re.IGNORECASE)
     return m.group(1).upper() if m else name
 
@@ -266,21 +268,42 @@ def verify(path: Path, sha256: str | None) -> None:
 
 
 def list_local() -> list[LocalModel]:
-    """GGUF files under the models dir (downloads) with their verification state."""
+    """Models under the models dir (downloads) with their verification state; a split model is
+    one entry (its first piece, the one to load), sized and verified over all its pieces."""
     models = []
     root = paths.models_dir()
-    for path in sorted(root.rglob("*.gguf")):
+    firsts = {_all_pieces(path)[0] for path in root.rglob("*.gguf")}  # even if piece 1 is missing
+    for path in sorted(firsts):
         rel = path.relative_to(root)
         repo = rel.parts[0].replace("--", "/") if len(rel.parts) > 1 else None
+        files = _all_pieces(path)
+        present = [f for f in files if f.is_file()]
         models.append(
             LocalModel(
                 path,
                 repo,
-                path.stat().st_size,
-                Path(str(path) + VERIFIED_SUFFIX).exists(),
+                sum(f.stat().st_size for f in present),
+                all(_verified(f) for f in files),
+                pieces=len(files),
+                missing=tuple(f.name for f in files if f not in present),
             )
         )
     return models
+
+
+def _verified(path: Path) -> bool:
+    """Downloaded in full and checked against the Hub's sha256 (and still there)."""
+    return path.is_file() and Path(str(path) + VERIFIED_SUFFIX).is_file()
+
+
+def _all_pieces(path: Path) -> list[Path]:
+    """Every file name of the model `path` (a file or any piece of a split model) belongs to,
+    present or not."""
+    match = PIECE_RE.match(path.name)
+    if match is None:
+        return [path]
+    count = int(match["count"])
+    return [path.with_name(piece_name(match["prefix"], i, count)) for i in range(count)]
 
 
 def recommend_quant(memory_bytes: int | None) -> str | None:
@@ -372,6 +395,8 @@ def describe(models: list[LocalModel]) -> list[dict[str, Any]]:
             "repo": m.repo,
             "size_gb": round(m.size_bytes / 1e9, 2),
             "verified": m.verified,
+            "pieces": m.pieces,
+            "missing": list(m.missing),
         }
         for m in models
     ]

@@ -16,7 +16,7 @@ def _status(message: str) -> None:
 
 
 def _report_written(path: Path) -> None:
-    from qwq_chat.convert.gguf_split import split_pieces
+    from qwq_chat.app.gguf_files import split_pieces
 
     files = split_pieces(path)
     if len(files) == 1:

@@ -19,10 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from qwq_chat.app.gguf_files import PIECE_RE, piece_name
 from qwq_chat.convert.errors import ConvertError
 
-# llama.cpp's llama_split_path format ("%s-%05d-of-%05d.gguf"); gguf-py's SHARD_NAME_FORMAT too.
-_PIECE_RE = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B?)\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 
@@ -36,45 +35,6 @@ def parse_size(text: str) -> int:
     binary = match.group(3).upper().startswith("I")
     scale = 1024 ** list(_SIZE_UNITS).index(unit) if binary else _SIZE_UNITS[unit]
     return int(float(match.group(1)) * scale)
-
-
-def piece_name(prefix: str, index: int, count: int) -> str:
-    """File name of piece `index` (0-based) of `count`."""
-    return f"{prefix}-{index + 1:05d}-of-{count:05d}.gguf"
-
-
-def split_pieces(path: Path | str) -> list[Path]:
-    """All files of the model `path` names, in order: `[path]` for a single file, every piece for
-    the first piece of a split model. Raises a ConvertError naming a missing piece, or when `path`
-    is a later piece (llama.cpp must be given the first)."""
-    path = Path(path)
-    match = _PIECE_RE.match(path.name)
-    if match is None:
-        if not path.is_file():
-            raise ConvertError(f"{path} does not exist: give a GGUF model file")
-        return [path]
-    no, count, prefix = int(match["no"]), int(match["count"]), match["prefix"]
-    if count < 1 or not 1 <= no <= count:
-        raise ConvertError(f"{path.name} is not a valid split-file name (piece {no} of {count})")
-    first = path.with_name(piece_name(prefix, 0, count))
-    if no != 1:
-        raise ConvertError(
-            f"{path.name} is piece {no} of a split model: pass its first piece, {first.name}"
-        )
-    pieces = [path.with_name(piece_name(prefix, i, count)) for i in range(count)]
-    missing = [p.name for p in pieces if not p.is_file()]
-    if missing:
-        raise ConvertError(
-            f"split model {first.name} is incomplete: {', '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} missing from {path.parent} "
-            f"(all {count} pieces must sit side by side; download or copy the missing ones)"
-        )
-    return pieces
-
-
-def model_size(path: Path | str) -> int:
-    """Bytes on disk of a model, all pieces together."""
-    return sum(p.stat().st_size for p in split_pieces(path))
 
 
 def _temp_base(out_path: Path) -> Path:
@@ -107,7 +67,7 @@ def atomic_pieces(out_path: Path) -> Iterator[PieceOutput]:
             out.files = [out_path]
             return
         for piece in pieces:
-            match = _PIECE_RE.match(piece.name)
+            match = PIECE_RE.match(piece.name)
             assert match is not None
             final = out_path.with_name(
                 piece_name(out_path.stem, int(match["no"]) - 1, int(match["count"]))

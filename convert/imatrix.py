@@ -137,8 +137,8 @@ def compute_imatrix(
 ) -> ImatrixRun:
     """Compute the importance matrix of `model_path` over `text` (default: the shipped
     calibration set) and write it to `out_path` (GGUF imatrix format)."""
+    from qwq_chat.app.gguf_files import split_pieces
     from qwq_chat.convert.calibration import CALIBRATION_ASSET, load_corpus, render_corpus
-    from qwq_chat.convert.gguf_split import split_pieces
     from qwq_chat.convert.hf_to_gguf import atomic_output
     from qwq_chat.convert.llama_runtime import ChunkModel
 

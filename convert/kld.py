@@ -118,9 +118,9 @@ def compare(
 ) -> list[KldResult]:
     """KL divergence and top-1 agreement of each quant against `reference` over `text` (default:
     the shipped held-out set, never used for calibration)."""
+    from qwq_chat.app.gguf_files import split_pieces
     from qwq_chat.app.paths import cache_dir
     from qwq_chat.convert.calibration import HELDOUT_ASSET, load_corpus, render_corpus
-    from qwq_chat.convert.gguf_split import split_pieces
     from qwq_chat.convert.llama_runtime import ChunkModel
 
     if n_ctx < 8:
@@ -174,7 +174,7 @@ def compare(
 def _compare_one(
     path: Path, ref: _Reference, threads: int | None, n_gpu_layers: int | None, progress: bool
 ) -> KldResult:
-    from qwq_chat.convert.gguf_split import model_size
+    from qwq_chat.app.gguf_files import model_size
     from qwq_chat.convert.llama_runtime import ChunkModel
 
     klds, nlls, same = [], [], []

@@ -55,8 +55,8 @@ class ChunkModel:
     ) -> None:
         import llama_cpp
         from qwq_chat.app.engines.llama_engine import route_llama_logs
+        from qwq_chat.app.gguf_files import split_pieces
         from qwq_chat.app.system.cpu import extra_buffers_safe
-        from qwq_chat.convert.gguf_split import split_pieces
 
         split_pieces(path)  # a clear message for a missing piece, before llama.cpp's
         route_llama_logs()

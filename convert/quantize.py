@@ -265,7 +265,8 @@ def quantize_gguf(
     """Quantize `src` (a GGUF file, or the first piece of a split one) to `dst` as `qtype`;
     returns the file written (the first piece when the output is split)."""
     import llama_cpp
-    from qwq_chat.convert.gguf_split import atomic_pieces, split_gguf, split_pieces
+    from qwq_chat.app.gguf_files import split_pieces
+    from qwq_chat.convert.gguf_split import atomic_pieces, split_gguf
     from qwq_chat.convert.hf_to_gguf import temp_path_for
     from qwq_chat.convert.imatrix import load_imatrix
 

@@ -182,8 +182,8 @@ def verify(
     hf_dtype: str = "float32",
 ) -> Report:
     """Run both parity checks and return the report (the CLI prints it and sets the exit code)."""
+    from qwq_chat.app.gguf_files import split_pieces
     from qwq_chat.convert.errors import ConvertError
-    from qwq_chat.convert.gguf_split import split_pieces
     from qwq_chat.convert.hf_to_gguf import load_checkpoint
     from qwq_chat.convert.llama_runtime import open_llama
     from transformers import AutoTokenizer

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -219,3 +220,45 @@ def test_first_run_offers_the_quant_that_fits(
     assert chosen.endswith("qwq-32b-q4_k_m.gguf")
     # the next run uses the downloaded model without asking
     assert hub.pick_default_model(interactive=True) == chosen and len(questions) == 1
+
+
+def test_split_model_is_pulled_listed_and_resolved_as_one(
+    fake_hub: FakeHub, tmp_path: Path
+) -> None:
+    """A split quant (llama.cpp's NAME-0000i-of-0000n.gguf): every piece is pulled, `models list`
+    shows one model (its first piece, summed size), `--model` gets the first piece; a missing
+    piece is named in the list and refused with a clear message."""
+    pieces = {
+        "qwq-32b-q3_k_m-00001-of-00002.gguf": b"GGUF" + os.urandom(3000),
+        "qwq-32b-q3_k_m-00002-of-00002.gguf": b"GGUF" + os.urandom(2000),
+    }
+    fake_hub.files.update(pieces)
+    fake_hub.sha.update({n: hashlib.sha256(d).hexdigest() for n, d in pieces.items()})
+    runner = CliRunner()
+    result = runner.invoke(cli, ["models", "pull", REPO, "--quant", "Q3_K_M"])
+    assert result.exit_code == 0, result.output
+    first = Path(result.stdout.strip().splitlines()[0])
+    assert first.name == "qwq-32b-q3_k_m-00001-of-00002.gguf"
+    assert "--draft-model Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q8_0" in result.stderr  # the QwQ draft
+    assert hub.resolve_model(f"{REPO}:Q3_K_M", progress=False) == first
+    assert hub.resolve_model(str(first.parent), progress=False) == first  # folder of one model
+    listed = json.loads(runner.invoke(cli, ["models", "list", "--json"]).stdout)
+    assert [(m["path"], m["pieces"], m["verified"]) for m in listed] == [(str(first), 2, True)]
+    assert [m.size_bytes for m in hub.list_local()] == [sum(map(len, pieces.values()))]
+    second = first.with_name("qwq-32b-q3_k_m-00002-of-00002.gguf")
+    with pytest.raises(UserError, match="pass its first piece"):
+        hub.resolve_model(str(second))
+    second.unlink()
+    text = runner.invoke(cli, ["models", "list"]).stdout
+    assert "(2 pieces)" in text and f"INCOMPLETE: {second.name} missing" in text
+    with pytest.raises(UserError, match=f"{second.name} is missing"):
+        hub.resolve_model(str(first))
+    first.rename(tmp_path / first.name)
+    second.write_bytes(pieces[second.name])
+    assert [(m.path, m.missing) for m in hub.list_local()] == [(first, (first.name,))]
+    (tmp_path / first.name).rename(first)
+    second.unlink()
+    served = fake_hub.bytes_served
+    assert hub.resolve_model(f"{REPO}:Q3_K_M", progress=False) == first  # pulls the piece again
+    assert second.read_bytes() == pieces[second.name]
+    assert fake_hub.bytes_served - served == len(pieces[second.name])  # only the missing piece

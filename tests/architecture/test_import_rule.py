@@ -34,7 +34,8 @@ LAYERS: list[tuple[str, list[str]]] = [
         "qwq_chat.app.events", "qwq_chat.app.messages", "qwq_chat.app.sampling",
         "qwq_chat.app.splitter", "qwq_chat.app.prompt", "qwq_chat.app.store",
         "qwq_chat.app.session", "qwq_chat.app.config", "qwq_chat.app.logs",
-        "qwq_chat.app.engine_protocol", "qwq_chat.app.reasoning", "qwq_chat.assets",
+        "qwq_chat.app.engine_protocol", "qwq_chat.app.reasoning", "qwq_chat.app.gguf_files",
+        "qwq_chat.assets",
     ]),
 ]  # fmt: skip
 # Parts that must not know each other even where the layers would allow it.

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tiny256
+from qwq_chat.app.gguf_files import split_pieces
 from qwq_chat.convert.errors import ConvertError
-from qwq_chat.convert.gguf_split import split_pieces
 from qwq_chat.convert.quantize import QuantizeOptions, quantize_gguf
 
 tiny256_bf16 = tiny256.tiny256_bf16
