@@ -275,7 +275,7 @@ def completion_id(prefix: str = "chatcmpl") -> str:
 def usage(stats: Stats | None) -> dict[str, Any]:
     """OpenAI usage with the reasoning tokens and the prompt tokens the KV cache already held."""
     stats = stats or Stats()
-    return {
+    out: dict[str, Any] = {
         "prompt_tokens": stats.prompt_tokens,
         "completion_tokens": stats.completion_tokens,
         "total_tokens": stats.prompt_tokens + stats.completion_tokens,
@@ -284,6 +284,12 @@ def usage(stats: Stats | None) -> dict[str, Any]:
             "cached_tokens": max(0, stats.prompt_tokens - stats.prompt_tokens_processed)
         },
     }
+    if stats.draft_acceptance_rate is not None:  # serve --draft-model: does the draft help?
+        out["speculative"] = {
+            "acceptance_rate": round(stats.draft_acceptance_rate, 4),
+            "tokens_per_pass": round(stats.tokens_per_pass or 0.0, 3),
+        }
+    return out
 
 
 def tool_call_out(call: ToolCall, index: int | None = None) -> dict[str, Any]:

@@ -128,3 +128,32 @@ def test_raw_completions_on_llama_stream_and_not(api: Api, tiny_engine: LlamaEng
         chunks = list(sse_events(response))
     assert "".join(c["choices"][0]["text"] for c in chunks) and len(chunks) >= 4
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+def test_speculative_stats_in_usage(api: Api, smollm_gguf: Path) -> None:
+    """`serve --draft-model ngram`: usage says how much the draft helped, streamed and not."""
+    engine = LlamaEngine(smollm_gguf, n_ctx=1024, draft="ngram")
+    try:
+        api.use(engine)
+        text = "the cat sat on the mat. " * 6
+        payload = {
+            "messages": [{"role": "user", "content": f"Repeat exactly: {text}"}],
+            "max_tokens": 40,
+            "temperature": 0,
+        }
+        body = api.post("/chat/completions", json=payload).json()
+        spec = body["usage"]["speculative"]
+        assert 0.0 <= spec["acceptance_rate"] <= 1.0 and spec["tokens_per_pass"] >= 1.0
+        stream = {**payload, "stream": True, "stream_options": {"include_usage": True}}
+        with api.stream("/chat/completions", json=stream) as response:
+            chunks = list(sse_events(response))
+        assert chunks[-1]["choices"] == [] and "speculative" in chunks[-1]["usage"]
+    finally:
+        engine.close()
+    plain = LlamaEngine(smollm_gguf, n_ctx=512)
+    try:
+        api.use(plain)  # no draft: no speculative figures
+        body = api.post("/chat/completions", json={**payload, "max_tokens": 4}).json()
+        assert "speculative" not in body["usage"]
+    finally:
+        plain.close()
