@@ -631,7 +631,7 @@ sys.exit(0 if llama_cpp.llama_supports_gpu_offload() or int(sys.argv[1]) else "t
     "$VENV/bin/python" -m pytest -m cuda "${TEST_PATHS[@]}" -q -rs -p no:cacheprovider \
     || test_status=$?
 
-  step "6/6 decode tokens/s, CPU vs GPU"
+  step "6/6 decode tokens/s, CPU vs GPU; speculative decoding on the GPU"
   run env "${run_env[@]}" \
     "$VENV/bin/python" -m pytest -m cuda "$BENCH_PATH" -q -s -p no:cacheprovider \
     || bench_status=$?
