@@ -174,6 +174,29 @@ def test_convert_splits_and_keep_split_follows(
     assert out.name == f"q8-00001-of-{n:05d}.gguf"
     assert len(split_pieces(out)) == n
     assert _logits(out).shape == _logits(first).shape
+    # The chat loads the split model from its first piece, or from the folder holding it, and
+    # answers as on the single file (greedy, same seed).
+    answers = [_ask_greedy(str(model)) for model in (tiny_gguf, first, tmp_path / "split-only")]
+    assert answers[0] == answers[1] == answers[2] and answers[0]
+
+
+def _ask_greedy(model: str) -> str:
+    import io
+    import shutil
+
+    from qwq_chat.app.ask import run_ask
+    from qwq_chat.app.config import load_settings
+
+    folder = Path(model)
+    if folder.name == "split-only":  # a folder holding only the pieces of one split model
+        folder.mkdir()
+        for piece in sorted(folder.parent.glob("m-*-of-*.gguf")):
+            shutil.copy(piece, folder / piece.name)
+    settings = load_settings(model=model, n_ctx=512, max_tokens=12)
+    settings.sampling = settings.sampling.replace(top_k=1, seed=3)
+    out, err = io.StringIO(), io.StringIO()
+    assert run_ask(settings, "Hello there", as_json=False, out=out, err=err) == 0, err.getvalue()
+    return out.getvalue()
 
 
 def test_split_pieces_missing_or_not_first(tiny_checkpoint: Path, tmp_path: Path) -> None:
