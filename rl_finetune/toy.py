@@ -227,23 +227,27 @@ def code_toy_config(run_dir: Path, base: Path, data: dict[str, Path], **override
 
 # --- the tool toy: the answer is data only the python tool can read --------------------------------
 #
-# Each row hides a 12-digit number on the python tool's standard input; the question asks for its
-# last digit. The model never sees the number, so alone it can only guess (about 1 in 10); with one
-# fixed-shape call (TOOL_PROGRAM does not depend on the prompt) the sandbox prints the answer and
-# the model copies that one digit, a fixed number of tokens back, into the box. The cold start
-# shows the call in half of its traces and a guess in the other half, so RL has to find out from
-# the verifier's reward alone that calling pays. (A longer program, the digit sum mod 10, was too
-# long a fixed string for this model to learn to write in a few dozen cold-start steps.)
+# Each row hides a digit on the python tool's standard input, written DIGIT_REPEATS times; the
+# question asks which digit it is. The model never sees stdin, so alone it can only guess (about 1
+# in 10); one fixed-shape call (TOOL_PROGRAM, the same for every row) makes the sandbox print the
+# run of digits, and the model answers with that digit. Why a run and not one digit: copying a
+# single token from a fixed distance back needs an induction-like attention circuit, which a model
+# this small forms only after hundreds of steps (docs/rl.md, "The tool toy"); a long run of the
+# digit is a large share of the context, so it reaches the answer position through attention that
+# is still broad, and the cold start learns to read it within tens of steps. The cold start shows
+# the call in half of its traces and a guess in the other half, so RL has to find out from the
+# verifier's reward alone that calling pays.
 
 TOOL_PROMPT = (
-    "Record {id}: a number is on the python tool's standard input. What is its last digit?"
+    "A digit is written many times on the python tool's standard input. Which digit is it?"
 )
-TOOL_PROGRAM = "print(input()[-1])"
+TOOL_PROGRAM = "print(input())"
 TOOL_NAMES = ["python"]
+DIGIT_REPEATS = 96
 
 
-def tool_answer(number: str) -> str:
-    return number[-1]
+def tool_answer(stdin: str) -> str:
+    return stdin[-1]
 
 
 def tool_call_text(program: str = TOOL_PROGRAM) -> str:
@@ -255,41 +259,37 @@ def tool_call_text(program: str = TOOL_PROGRAM) -> str:
     )
 
 
-def tool_trace(result: str) -> str:
+def tool_trace(result: str, answer: str) -> str:
     """A cold-start completion that calls the tool: reasoning, the call, the (masked) tool turn
-    exactly as QwQ's template renders it, then the answer copied from the result."""
+    exactly as QwQ's template renders it, then the answer read from the result."""
     return (
         "Run it.\n</think>\n\n"
         + tool_call_text()
         + "<|im_end|>\n<|im_start|>user\n<tool_response>\n"
         + result
         + "\n</tool_response><|im_end|>\n<|im_start|>assistant\n<think>\n"
-        + f"Copy.\n</think>\n\n\\boxed{{{result}}}"
+        + f"</think>\n\n\\boxed{{{answer}}}"
     )
 
 
 def write_tool_datasets(
-    out_dir: Path, seed: int = 0, n_cold: int = 64, n_train: int = 256, n_eval: int = 30
+    out_dir: Path, seed: int = 0, n_cold: int = 96, n_train: int = 256, n_eval: int = 30
 ) -> dict[str, Path]:
     """tool_cold_start.jsonl (half calls, half guesses), tool_train.jsonl, tool_eval.jsonl."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed + 7)
 
-    def row(i: int) -> dict[str, str]:
-        number = "".join(str(rng.randrange(10)) for _ in range(12))
-        return {
-            "prompt": TOOL_PROMPT.format(id=i),
-            "answer": tool_answer(number),
-            "stdin": number,
-        }
+    def row() -> dict[str, str]:
+        stdin = str(rng.randrange(10)) * DIGIT_REPEATS
+        return {"prompt": TOOL_PROMPT, "answer": tool_answer(stdin), "stdin": stdin}
 
-    eval_rows = [row(i) for i in range(n_eval)]
-    train_rows = [row(n_eval + i) for i in range(n_train)]
+    eval_rows = [row() for _ in range(n_eval)]
+    train_rows = [row() for _ in range(n_train)]
     cold = []
     for i, r in enumerate(train_rows[:n_cold]):
         completion = (
-            tool_trace(r["answer"])
+            tool_trace(r["stdin"], r["answer"])
             if i % 2 == 0
             else f"Guess.\n</think>\n\n\\boxed{{{rng.randrange(10)}}}"
         )
@@ -306,14 +306,15 @@ def write_tool_datasets(
 def tool_toy_config(run_dir: Path, base: Path, data: dict[str, Path], **overrides: Any) -> RLConfig:
     """The toy recipe with the python tool in stage 1 and in the eval."""
     cfg = toy_config(run_dir, base, data)
-    cfg.cold_start.max_length = 320
-    cfg.cold_start.epochs = 8
+    cfg.cold_start.max_length = 448
+    cfg.cold_start.epochs = 10
     cfg.stage1.tools = list(TOOL_NAMES)
     cfg.stage1.max_tool_calls = 2
-    cfg.stage1.max_completion_length = 72
+    cfg.stage1.max_completion_length = 176  # the call, the tool's run of digits, the answer
+    cfg.stage1.max_steps = 12
     cfg.eval.tools = list(TOOL_NAMES)
     cfg.eval.max_tool_calls = 2
-    cfg.eval.max_new_tokens = 72
+    cfg.eval.max_new_tokens = 176
     for dotted, value in overrides.items():
         section, key = dotted.split(".")
         setattr(getattr(cfg, section), key, value)

@@ -2,20 +2,21 @@
 `qwq-chat rl demo --tools` end to end, the loss mask on a logged batch, the tool metrics, and
 `rl eval --tools` for the HF checkpoint and its GGUF side by side.
 
-One module-scoped run feeds every test here (the expensive part: several minutes on 2 cores).
+One module-scoped run feeds every test here (the expensive part: about 13 minutes on 2 cores:
+a 120-step cold start, 12 GRPO steps of ~32 s, two evals).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 from pathlib import Path
 
 import pytest
 from qwq_chat.app.cli import cli
+from qwq_chat.rl_finetune.toy import TOOL_PROGRAM
 from typer.testing import CliRunner
 
 SEED = 0
@@ -23,15 +24,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"),
 ]
-# The end-to-end run is opt-in until the toy learns (docs/rl.md, "The tool toy"): with the shipped
-# recipe (hidden 64) the cold start does not learn to copy the tool's digit into the box (answers
-# after a call are no better than guesses; nor after 400 steps of a copy-only run), so GRPO has no
-# signal and the rise asserted below does not happen. A 128-wide model learned the copy after
-# ~300 steps (lr 3e-3); the recipe has not been rebuilt around that yet.
-needs_run = pytest.mark.skipif(
-    not os.environ.get("QWQ_RL_TOOL_TOY"),
-    reason="the tool-toy run is opt-in (QWQ_RL_TOOL_TOY=1): the toy does not learn yet (docs/rl.md)",
-)
 
 
 def test_training_tools_are_the_chats_tools_and_prompts_render_alike(
@@ -78,7 +70,6 @@ def tool_run(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) ->
     }
 
 
-@needs_run
 def test_accuracy_and_tool_call_rate_rise_on_held_out_rows(tool_run: dict) -> None:
     a0, a1, r0, r1 = tool_run["a0"], tool_run["a1"], tool_run["r0"], tool_run["r1"]
     print(f"A0={a0:.3f} A1={a1:.3f} calls {r0:.2f} -> {r1:.2f}")
@@ -87,13 +78,12 @@ def test_accuracy_and_tool_call_rate_rise_on_held_out_rows(tool_run: dict) -> No
     rows = [json.loads(x) for x in (tool_run["run"] / "eval.jsonl").read_text().splitlines()]
     assert [r["label"] for r in rows] == ["cold_start", "stage1"]
     assert all(r["tools"] == "python" and r["prompts"] == 30 for r in rows)
+    # The answers vary: no single guessed digit could reach A1.
     data = tool_run["dir"] / "data"
-    held = {json.loads(x)["stdin"] for x in (data / "tool_eval.jsonl").read_text().splitlines()}
-    seen = {json.loads(x)["stdin"] for x in (data / "tool_train.jsonl").read_text().splitlines()}
-    assert not held & seen
+    answers = [json.loads(x)["answer"] for x in (data / "tool_eval.jsonl").read_text().splitlines()]
+    assert max(answers.count(a) for a in set(answers)) / len(answers) < 0.3
 
 
-@needs_run
 def test_logged_batch_masks_exactly_the_tool_responses_with_real_sandbox_results(
     tool_run: dict,
 ) -> None:
@@ -115,14 +105,13 @@ def test_logged_batch_masks_exactly_the_tool_responses_with_real_sandbox_results
         assert "<tool_call>" in r["text"] and "<tool_call>" not in r["masked_text"]
         # The tool's output is what the sandbox prints for this row's hidden stdin.
         results = [m.group(1) for m in turn.finditer(r["text"])]
-        if '"code": "print(input()[-1])"' in r["text"].split("</tool_call>")[0]:
-            assert results[0] == r["stdin"][-1] == r["answer"]
+        if json.dumps({"code": TOOL_PROGRAM}) in r["text"].split("</tool_call>")[0]:
+            assert results[0] == r["stdin"] and r["stdin"][-1] == r["answer"]
             exact += 1
     assert exact >= 3  # well-formed calls whose result the sandbox computed from the row
     assert all(1 in r["tool_mask"] for r in records)
 
 
-@needs_run
 def test_tool_metrics_in_jsonl_tensorboard_and_plots(tool_run: dict) -> None:
     run = tool_run["run"]
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
@@ -140,7 +129,6 @@ def test_tool_metrics_in_jsonl_tensorboard_and_plots(tool_run: dict) -> None:
     assert (run / "plots" / "tools.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@needs_run
 def test_rl_eval_tools_hf_and_gguf_side_by_side(tool_run: dict) -> None:
     run = tool_run["run"]
     result = CliRunner().invoke(cli, ["rl", "export", str(run)])
@@ -154,7 +142,7 @@ def test_rl_eval_tools_hf_and_gguf_side_by_side(tool_run: dict) -> None:
             [
                 "rl", "eval", "--model", str(model), "--data", str(data), "-k", "2",
                 "--temperature", "0.7", "--top-k", "0", "--top-p", "1.0",
-                "--max-new-tokens", "72", "--math-suffix", "", "--label", label,
+                "--max-new-tokens", "176", "--math-suffix", "", "--label", label,
                 "--results", str(table), "--tools", "python", "--max-tool-calls", "2",
             ],
         )  # fmt: skip
@@ -178,7 +166,7 @@ def test_cold_start_trace_masks_the_tool_turn(tiny_checkpoint: Path) -> None:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(tiny_checkpoint))
-    trace = toy.tool_trace("7")
+    trace = toy.tool_trace("7", "7")
     assert tool_turn_text(["7"]) in trace  # the template's own tool turn
     ex = _sft_example(tok, "PROMPT", trace + tok.eos_token, 512)
     n_prompt = len(tok("PROMPT", add_special_tokens=False).input_ids)
