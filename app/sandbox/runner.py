@@ -511,6 +511,28 @@ def _pid_namespace(pid: int | str) -> str | None:
         return None
 
 
+def _children(pid: int, use_children_file: bool = True) -> list[str]:
+    """The child pids of `pid`: from /proc's children file, else (a kernel without
+    CONFIG_PROC_CHILDREN) by scanning every process's parent pid."""
+    if use_children_file:
+        try:
+            return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            pass
+    return [e.name for e in Path("/proc").iterdir() if _parent(e.name) == pid]
+
+
+def _parent(pid: str) -> int | None:
+    """The parent pid of `pid` (from /proc/PID/stat), None if it is gone or not a process."""
+    if not pid.isdigit():
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat[stat.rindex(")") + 2 :].split()[1])
+
+
 def _is_zombie(pid: str) -> bool:
     """Dead and waiting to be reaped (bwrap's init, reparented to the host's init): harmless."""
     try:
@@ -523,11 +545,7 @@ def _is_zombie(pid: str) -> bool:
 def _sandbox_pid_namespace(bwrap_pid: int) -> str | None:
     """The namespace bwrap made: that of a child of `bwrap_pid` not in bwrap's own namespace."""
     own = _pid_namespace(bwrap_pid)
-    try:
-        children = Path(f"/proc/{bwrap_pid}/task/{bwrap_pid}/children").read_text().split()
-    except OSError:
-        return None
-    for child in children:
+    for child in _children(bwrap_pid):
         namespace = _pid_namespace(child)
         if namespace is not None and namespace != own:
             return namespace

@@ -99,3 +99,23 @@ def test_refuses_without_bubblewrap(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unsafe_mode_runs_bare_only_when_asked() -> None:
     r = Sandbox(isolation="none").run_python(f"import os; print(os.getuid() == {os.getuid()})")
     assert r.stdout == "True\n"  # really on the host: which is why it needs a loud explicit flag
+
+
+def test_children_are_found_with_and_without_procs_children_file() -> None:
+    """The namespace sweep finds bwrap's child from /proc's children file, or (kernels without
+    CONFIG_PROC_CHILDREN) by every process's parent pid: both ways give the same children."""
+    import subprocess
+
+    from qwq_chat.app.sandbox.runner import _children
+
+    kids = [subprocess.Popen(["sleep", "30"]) for _ in range(2)]
+    try:
+        expected = sorted(str(k.pid) for k in kids)
+        assert sorted(set(_children(os.getpid())) & set(expected)) == expected
+        assert sorted(set(_children(os.getpid(), use_children_file=False)) & set(expected)) == (
+            expected
+        )
+    finally:
+        for k in kids:
+            k.kill()
+            k.wait()
