@@ -33,6 +33,17 @@ def unsplit_name(name: str) -> str:
     return f"{match['prefix']}.gguf" if match else name
 
 
+def piece_files(path: Path | str) -> list[Path]:
+    """Every file name of the model `path` (a single file, or any piece of a split model) belongs
+    to, in order, whether present or not."""
+    path = Path(path)
+    match = PIECE_RE.match(path.name)
+    if match is None:
+        return [path]
+    count = int(match["count"])
+    return [path.with_name(piece_name(match["prefix"], i, count)) for i in range(count)]
+
+
 def split_pieces(path: Path | str) -> list[Path]:
     """All files of the model `path` names, in order: `[path]` for a single file, every piece for
     the first piece of a split model. Raises a UserError naming a missing piece, or when `path`
@@ -43,15 +54,15 @@ def split_pieces(path: Path | str) -> list[Path]:
         if not path.is_file():
             raise UserError(f"{path} does not exist: give a GGUF model file")
         return [path]
-    no, count, prefix = int(match["no"]), int(match["count"]), match["prefix"]
+    no, count = int(match["no"]), int(match["count"])
     if count < 1 or not 1 <= no <= count:
         raise UserError(f"{path.name} is not a valid split-file name (piece {no} of {count})")
-    first = path.with_name(piece_name(prefix, 0, count))
+    pieces = piece_files(path)
+    first = pieces[0]
     if no != 1:
         raise UserError(
             f"{path.name} is piece {no} of a split model: pass its first piece, {first.name}"
         )
-    pieces = [path.with_name(piece_name(prefix, i, count)) for i in range(count)]
     missing = [p.name for p in pieces if not p.is_file()]
     if missing:
         raise UserError(

@@ -20,7 +20,7 @@ from typing import Any
 
 from qwq_chat.app import paths
 from qwq_chat.app.errors import UserError
-from qwq_chat.app.gguf_files import PIECE_RE, is_later_piece, piece_name, split_pieces, unsplit_name
+from qwq_chat.app.gguf_files import is_later_piece, piece_files, split_pieces, unsplit_name
 
 DEFAULT_REPO = "Qwen/QwQ-32B-GGUF"
 DEFAULT_QUANT = "Q4_K_M"
@@ -113,7 +113,7 @@ def find_local(repo: str, quant: str | None) -> Path | None:
     for path in sorted(folder.rglob("*.gguf")):
         if is_later_piece(path) or (quant and not _quant_matches(path.name, quant)):
             continue
-        if all(_verified(p) for p in _all_pieces(path)):
+        if all(_verified(p) for p in piece_files(path)):
             return path
     return None
 
@@ -272,11 +272,11 @@ def list_local() -> list[LocalModel]:
     one entry (its first piece, the one to load), sized and verified over all its pieces."""
     models = []
     root = paths.models_dir()
-    firsts = {_all_pieces(path)[0] for path in root.rglob("*.gguf")}  # even if piece 1 is missing
+    firsts = {piece_files(path)[0] for path in root.rglob("*.gguf")}  # even if piece 1 is missing
     for path in sorted(firsts):
         rel = path.relative_to(root)
         repo = rel.parts[0].replace("--", "/") if len(rel.parts) > 1 else None
-        files = _all_pieces(path)
+        files = piece_files(path)
         present = [f for f in files if f.is_file()]
         models.append(
             LocalModel(
@@ -294,16 +294,6 @@ def list_local() -> list[LocalModel]:
 def _verified(path: Path) -> bool:
     """Downloaded in full and checked against the Hub's sha256 (and still there)."""
     return path.is_file() and Path(str(path) + VERIFIED_SUFFIX).is_file()
-
-
-def _all_pieces(path: Path) -> list[Path]:
-    """Every file name of the model `path` (a file or any piece of a split model) belongs to,
-    present or not."""
-    match = PIECE_RE.match(path.name)
-    if match is None:
-        return [path]
-    count = int(match["count"])
-    return [path.with_name(piece_name(match["prefix"], i, count)) for i in range(count)]
 
 
 def recommend_quant(memory_bytes: int | None) -> str | None:

@@ -112,6 +112,22 @@ def render_corpus(corpus: Corpus, chat_template: str | None, eos_text: str) -> s
     return "\n\n".join(parts)
 
 
+def corpus_chunks(model: Any, corpus: Corpus, n_ctx: int, max_chunks: int | None) -> Any:
+    """The corpus rendered with `model`'s chat template (a ChunkModel), tokenized and cut to whole
+    chunks of `n_ctx` tokens, at most `max_chunks` of them: what imatrix and verify --kld run."""
+    rendered = render_corpus(corpus, model.meta("tokenizer.chat_template"), model.eos_text)
+    tokens = model.tokenize(rendered)
+    n_chunks = len(tokens) // n_ctx
+    if n_chunks == 0:
+        raise ConvertError(
+            f"{corpus.label} gives only {len(tokens)} tokens: one chunk needs {n_ctx}; add text "
+            "or lower --n-ctx"
+        )
+    if max_chunks:
+        n_chunks = min(n_chunks, max_chunks)
+    return tokens[: n_chunks * n_ctx]
+
+
 def render_conversation(
     messages: list[dict[str, Any]], chat_template: str | None, eos_text: str
 ) -> str:

@@ -138,7 +138,7 @@ def compute_imatrix(
     """Compute the importance matrix of `model_path` over `text` (default: the shipped
     calibration set) and write it to `out_path` (GGUF imatrix format)."""
     from qwq_chat.app.gguf_files import split_pieces
-    from qwq_chat.convert.calibration import CALIBRATION_ASSET, load_corpus, render_corpus
+    from qwq_chat.convert.calibration import CALIBRATION_ASSET, corpus_chunks, load_corpus
     from qwq_chat.convert.hf_to_gguf import atomic_output
     from qwq_chat.convert.llama_runtime import ChunkModel
 
@@ -157,18 +157,9 @@ def compute_imatrix(
         cb_eval=collector.callback,
     ) as model:  # fmt: skip
         _refuse_moe(model)
-        tokens = model.tokenize(
-            render_corpus(corpus, model.meta("tokenizer.chat_template"), model.eos_text)
-        )
+        tokens = corpus_chunks(model, corpus, n_ctx, max_chunks)
         n_chunks = len(tokens) // n_ctx
-        if n_chunks == 0:
-            raise ConvertError(
-                f"{corpus.label} gives only {len(tokens)} tokens: one chunk needs {n_ctx}; add "
-                "text or lower --n-ctx"
-            )
-        if max_chunks:
-            n_chunks = min(n_chunks, max_chunks)
-        state = _ResumeState(out_path, _run_key(pieces, tokens[: n_chunks * n_ctx], n_ctx))
+        state = _ResumeState(out_path, _run_key(pieces, tokens, n_ctx))
         start = state.load(stats)
         if start:
             say(f"resuming from chunk {start + 1} of {n_chunks} ({state.path.name})")

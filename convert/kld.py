@@ -120,7 +120,7 @@ def compare(
     the shipped held-out set, never used for calibration)."""
     from qwq_chat.app.gguf_files import split_pieces
     from qwq_chat.app.paths import cache_dir
-    from qwq_chat.convert.calibration import HELDOUT_ASSET, load_corpus, render_corpus
+    from qwq_chat.convert.calibration import HELDOUT_ASSET, corpus_chunks, load_corpus
     from qwq_chat.convert.llama_runtime import ChunkModel
 
     if n_ctx < 8:
@@ -137,19 +137,11 @@ def compare(
             stack.enter_context(tempfile.TemporaryDirectory(prefix="kld-", dir=cache_dir()))
         )
         with ChunkModel(ref_path, n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers) as m:
-            rendered = render_corpus(corpus, m.meta("tokenizer.chat_template"), m.eos_text)
-            tokens = m.tokenize(rendered)
+            tokens = corpus_chunks(m, corpus, n_ctx, max_chunks)
             n_chunks = len(tokens) // n_ctx
-            if n_chunks == 0:
-                raise ConvertError(
-                    f"{corpus.label} gives only {len(tokens)} tokens: one chunk needs {n_ctx}; "
-                    "add text or lower --n-ctx"
-                )
-            if max_chunks:
-                n_chunks = min(n_chunks, max_chunks)
             per = n_ctx - 1 - n_ctx // 2
             ref = _Reference(
-                tokens=tokens[: n_chunks * n_ctx],
+                tokens=tokens,
                 n_ctx=n_ctx,
                 n_chunks=n_chunks,
                 n_vocab=m.n_vocab,

@@ -79,18 +79,19 @@ def route_llama_logs() -> Path:
 _load_lock = threading.Lock()
 
 
-def load_llama(**kwargs: Any) -> Any:
-    """`llama_cpp.Llama(**kwargs)`, without llama.cpp's extra CPU buffer types where they crash.
+@contextlib.contextmanager
+def safe_load_params() -> Iterator[None]:
+    """While active, models load without llama.cpp's extra CPU buffer types where they crash.
 
     See app/system/cpu.py: on CPUs advertising AMX the model is loaded with
     `use_extra_bufts = False`. Llama() offers no argument for it, so its default-params factory is
-    wrapped for the duration of the load (under a lock). Other parts loading GGUFs should use this.
+    wrapped for the duration of the load (under a lock).
     """
-    import llama_cpp
     import llama_cpp.llama as llama_module
 
     if extra_buffers_safe():
-        return llama_cpp.Llama(**kwargs)
+        yield
+        return
     with _load_lock:
         original = llama_module.llama_cpp.llama_model_default_params
 
@@ -101,9 +102,17 @@ def load_llama(**kwargs: Any) -> Any:
 
         llama_module.llama_cpp.llama_model_default_params = params
         try:
-            return llama_cpp.Llama(**kwargs)
+            yield
         finally:
             llama_module.llama_cpp.llama_model_default_params = original
+
+
+def load_llama(**kwargs: Any) -> Any:
+    """`llama_cpp.Llama(**kwargs)` under `safe_load_params()`; other parts loading GGUFs use this."""
+    import llama_cpp
+
+    with safe_load_params():
+        return llama_cpp.Llama(**kwargs)
 
 
 def _metadata_int(metadata: dict[str, str], suffix: str, default: int = 0) -> int:

@@ -90,26 +90,15 @@ def stream_raw(engine: LlamaEngine, seed: int) -> tuple[float, float, int]:
 
 def llama_cpp_server_app(model: Path) -> Any:
     pytest.importorskip("fastapi", reason="llama_cpp.server needs llama-cpp-python[server]")
-    import llama_cpp.llama as llama_module
     from llama_cpp.server.app import create_app
     from llama_cpp.server.settings import ModelSettings, ServerSettings
+    from qwq_chat.app.engines.llama_engine import safe_load_params
 
-    # the AMX workaround load_llama() applies, for the server's own loader
-    original = llama_module.llama_cpp.llama_model_default_params
-
-    def params() -> Any:
-        p = original()
-        p.use_extra_bufts = False
-        return p
-
-    llama_module.llama_cpp.llama_model_default_params = params
-    try:
+    with safe_load_params():  # the AMX workaround load_llama() applies, for the server's loader
         return create_app(
             server_settings=ServerSettings(),
             model_settings=[ModelSettings(model=str(model), n_ctx=2048, verbose=False)],
         )
-    finally:
-        llama_module.llama_cpp.llama_model_default_params = original
 
 
 def test_serve_speed_against_raw_and_llama_cpp_server(smollm_gguf: Path, tmp_path: Path) -> None:

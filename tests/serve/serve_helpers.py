@@ -8,7 +8,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,15 +35,7 @@ def running(engine: Any, settings: Any = None, **options: Any) -> Iterator[tuple
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
+    wait_healthy(base, lambda: None if thread.is_alive() else "the server thread died", 30)
     try:
         yield base + "/v1", server
     finally:
@@ -113,3 +105,19 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
         holder = Api(url, server)
         yield holder
         holder.client.close()
+
+
+def wait_healthy(base: str, failure: Callable[[], str | None], timeout: float) -> None:
+    """Poll `base`/health until it answers 200; fail with `failure()` (the server died) or on
+    timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        problem = failure()
+        assert problem is None, problem
+        assert time.monotonic() < deadline, f"the server at {base} did not start"
+        time.sleep(0.05)

@@ -14,13 +14,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 from qwq_chat.app.config import load_settings
 from qwq_chat.app.engines.llama_engine import LlamaEngine
-from serve_helpers import running
+from serve_helpers import running, wait_healthy
 
 EXAMPLE = """
 from openai import OpenAI
@@ -99,16 +98,8 @@ def test_the_example_against_qwq_chat_serve_on_the_tiny_qwq(
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "qwq-chat serve did not start"
-            time.sleep(0.1)
+        log_text = (tmp_path / "serve.log").read_text
+        wait_healthy(base, lambda: None if server.poll() is None else log_text(), 60)
         models = httpx.get(base + "/v1/models", headers={"Authorization": "Bearer sk-local"})
         [model] = [m["id"] for m in models.json()["data"]]
         out, reasoning, content = run_example(base + "/v1", model, "sk-local")
